@@ -1,0 +1,171 @@
+import { z } from 'zod';
+import { isValidCidr, parseHostPort } from '../common/ip.js';
+
+const MiB = 1024 * 1024;
+
+const hostPort = z.string().refine((s) => parseHostPort(s) !== null, {
+  message: 'expected host:port or [ipv6]:port with a port 0-65535',
+});
+
+const cidr = z
+  .string()
+  .refine(isValidCidr, { message: 'expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32' });
+
+const positiveInt = (min: number, max: number) => z.number().int().min(min).max(max);
+
+const collector = z
+  .strictObject({
+    /** UDP listeners; each accepts NetFlow v5, v9 and IPFIX (told apart by the version field). */
+    listen: z.array(hostPort).min(1).default(['0.0.0.0:2055', '0.0.0.0:4739']),
+    /** SO_RCVBUF requested per socket; the kernel caps it at net.core.rmem_max. */
+    receiveBufferBytes: positiveInt(65_536, 2 ** 30).default(32 * MiB),
+    /** Memory between the receive thread and the decoder: packets wait here, never in the socket. */
+    queueBytes: positiveInt(MiB, 2 ** 30).default(64 * MiB),
+    /** When non-empty, packets from other sources are counted and dropped. */
+    allowedExporters: z.array(cidr).default([]),
+    /**
+     * Nice value of the decoder threads (Linux): the receive thread keeps priority under CPU
+     * contention and the decoders catch up from the queue. 0 = same priority.
+     */
+    decoderNice: z.number().int().min(0).max(19).default(10),
+  })
+  .prefault({});
+
+const sampling = z
+  .strictObject({
+    /** Rate for exporters that report none (1 = unsampled). */
+    defaultRate: positiveInt(1, 2 ** 31).default(1),
+    exporters: z
+      .array(
+        z.strictObject({
+          prefix: cidr,
+          rate: positiveInt(1, 2 ** 31),
+          /** Use `rate` even when the exporter reports its own. */
+          force: z.boolean().default(false),
+        }),
+      )
+      .default([]),
+  })
+  .prefault({});
+
+const decoder = z
+  .strictObject({
+    /** Generate a decoder per template layout; false uses the interpreter (for platforms without eval). */
+    compile: z.boolean().default(true),
+    templateTimeoutSeconds: positiveInt(60, 30 * 86_400).default(3_600),
+    pendingTimeoutSeconds: positiveInt(1, 3_600).default(30),
+    pendingMaxBytes: positiveInt(0, 2 ** 30).default(8 * MiB),
+    maxExporters: positiveInt(1, 1_000_000).default(10_000),
+    maxTemplatesPerStream: positiveInt(1, 65_536).default(1_024),
+    maxTemplates: positiveInt(1, 10_000_000).default(100_000),
+    sampling,
+  })
+  .prefault({});
+
+const storage = z
+  .strictObject({
+    clickhouse: z
+      .strictObject({
+        /** http(s)://host:8123 of a ClickHouse server; empty = embedded chDB under dataDir. */
+        url: z
+          .string()
+          .refine((s) => s === '' || /^https?:\/\/[^/]+/.test(s), { message: 'expected http(s)://host:port' })
+          .default(''),
+        user: z.string().default('default'),
+        password: z.string().default(''),
+        database: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected a database name (letters, digits, _)')
+          .default('flowsentry'),
+      })
+      .prefault({}),
+    batch: z
+      .strictObject({
+        /** Rows per spool chunk (160 bytes each). */
+        maxRows: positiveInt(1_000, 1_000_000).default(100_000),
+        /** A chunk is written at least this often while flows arrive. */
+        maxDelayMs: positiveInt(50, 10_000).default(1_000),
+        /** Most rows per INSERT (several chunks are inserted together when the store lags). */
+        maxInsertRows: positiveInt(1_000, 10_000_000).default(400_000),
+      })
+      .prefault({}),
+    spool: z
+      .strictObject({
+        /** Disk the spool may use while the store is slow or down; beyond it records are dropped (counted). */
+        maxBytes: positiveInt(16 * MiB, 2 ** 50).default(2048 * MiB),
+      })
+      .prefault({}),
+    /**
+     * Nice value of the service process that runs the store (embedded ClickHouse), the writer and the
+     * API (Linux). The collector runs in its own process at normal priority. 0 = same priority.
+     */
+    nice: z.number().int().min(0).max(19).default(10),
+    retention: z
+      .strictObject({
+        flowsDays: positiveInt(1, 36_500).default(30),
+        rollup1mDays: positiveInt(1, 36_500).default(90),
+        rollup1hDays: positiveInt(1, 36_500).default(365),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+const api = z
+  .strictObject({
+    listen: hostPort.default('127.0.0.1:8080'),
+    /** Bearer token for /api (reserved for the REST API issue; /healthz and /metrics stay public). */
+    token: z.string().default(''),
+  })
+  .prefault({});
+
+const scheduler = z
+  .strictObject({
+    /** redis:// URL: scheduling moves to BullMQ (reserved for the detector issue). */
+    redisUrl: z
+      .string()
+      .refine((s) => s === '' || /^rediss?:\/\/./.test(s), {
+        message: 'expected redis://host:port or rediss://',
+      })
+      .default(''),
+  })
+  .prefault({});
+
+const detection = z
+  .strictObject({
+    internalNetworks: z.array(cidr).default(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']),
+    /** Indicator files or URLs (reserved for the threat-intel detector). */
+    threatIntel: z.array(z.string().min(1)).default([]),
+  })
+  .prefault({});
+
+const siem = z
+  .strictObject({
+    /** udp://, tcp:// or tls://host:port of the syslog receiver (reserved for the SIEM issue). */
+    syslogUrl: z
+      .string()
+      .refine((s) => s === '' || /^(udp|tcp|tls):\/\/[^/]+:\d+\/?$/.test(s), {
+        message: 'expected udp://host:port, tcp://host:port or tls://host:port',
+      })
+      .default(''),
+    format: z.enum(['rfc5424', 'cef', 'leef', 'json-ecs']).default('rfc5424'),
+  })
+  .prefault({});
+
+export const configSchema = z.strictObject({
+  /** Embedded ClickHouse data, the spool and persisted templates. */
+  dataDir: z
+    .string()
+    .min(1)
+    .refine((s) => !/[*?{}[\]]/.test(s), { message: 'must not contain glob characters * ? { } [ ]' })
+    .default('./data'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  collector,
+  decoder,
+  storage,
+  api,
+  scheduler,
+  detection,
+  siem,
+});
+
+export type Config = z.infer<typeof configSchema>;
