@@ -1,0 +1,292 @@
+#!/usr/bin/env node
+import dgram from 'node:dgram';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { errorMessage, FlowsentryError, isFlowsentryError } from './common/errors.js';
+import { parseHostPort } from './common/ip.js';
+import { createLogger, type Logger } from './common/logger.js';
+import { ENVIRONMENT, loadConfig } from './config/index.js';
+import { collectFlow, Decoder, type FlowRow } from './decoder/index.js';
+import { prepareStore, startService, VERSION } from './main.js';
+import { readUdpDatagrams, type UdpDatagram } from './pcap/pcap.js';
+import { FlowWriter } from './storage/flow-writer.js';
+import { RowBinaryEncoder } from './storage/row-binary.js';
+import { Spool } from './storage/spool.js';
+
+const HELP = `flowsentry ${VERSION}: a network security monitor on NetFlow v5/v9 and IPFIX
+
+Usage: flowsentry <command> [options]
+
+Commands:
+  serve                      Run the collector (UDP), the API (HTTP) and storage; what \`npm start\` runs.
+                             Stops cleanly on SIGINT/SIGTERM (queued flows stay in the spool for next start).
+  migrate                    Create or update the ClickHouse schema (migrations/*.sql) and exit.
+  import <file.pcap>         Decode the NetFlow/IPFIX datagrams of a capture (pcap or pcapng) into the store,
+                             offline: exporter = the datagram's source address, receive time = capture time.
+      --port <n>             Only datagrams sent to this UDP port (repeatable; default: all UDP).
+      --received-now         Use the current time as the receive time instead of the capture time.
+  replay <file.pcap> --to <host:port>
+                             Send a capture's UDP payloads again, in order, to a collector.
+      --pps <n>              Packets per second (default: as fast as possible).
+      --from <ip>            Source address to send from (e.g. 127.0.0.2, to appear as another exporter).
+      --port <n>             Only datagrams sent to this UDP port (repeatable).
+      --loop <n>             Send the capture n times (default 1).
+  decode <file.pcap>         Print the flows a capture decodes to, one JSON object per line, and the decoder
+                             counters on stderr (nothing is stored).
+      --port <n>             Only datagrams sent to this UDP port (repeatable).
+
+Options:
+  -h, --help                 This help.
+  -v, --version              Print the version.
+
+Configuration: a YAML file named by FLOWSENTRY_CONFIG, overridden by these environment variables:
+${ENVIRONMENT.map((e) => `  ${e.name.padEnd(30)} ${e.description}`).join('\n')}
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    process.stdout.write(HELP);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === '-v' || command === '--version') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  if (rest.includes('-h') || rest.includes('--help')) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  switch (command) {
+    case 'serve':
+      return serve();
+    case 'migrate':
+      return migrateCommand();
+    case 'import':
+      return importCommand(rest);
+    case 'replay':
+      return replayCommand(rest);
+    case 'decode':
+      return decodeCommand(rest);
+    default:
+      throw new FlowsentryError('CLI_USAGE', `unknown command "${command}"; see flowsentry --help`);
+  }
+}
+
+function setup(): { config: ReturnType<typeof loadConfig>['config']; log: Logger } {
+  const { config } = loadConfig();
+  return { config, log: createLogger(config.logLevel) };
+}
+
+async function serve(): Promise<number> {
+  const { config, log } = setup();
+  const service = await startService(config, log);
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (++signals > 1) {
+        log.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      log.info({ signal }, 'stopping');
+      service.stop().then(
+        () => resolve(0),
+        (error: unknown) => {
+          log.error({ err: errorMessage(error) }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+async function migrateCommand(): Promise<number> {
+  const { config, log } = setup();
+  const store = await prepareStore(config, log);
+  await store.close();
+  log.info('schema is up to date');
+  return 0;
+}
+
+function portFilter(values: string[] | undefined): (d: UdpDatagram) => boolean {
+  if (!values || values.length === 0) return () => true;
+  const ports = new Set(
+    values.map((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 65535)
+        throw new FlowsentryError('CLI_USAGE', `--port: "${v}" is not a port`);
+      return n;
+    }),
+  );
+  return (d) => ports.has(d.dstPort);
+}
+
+function oneFile(positionals: string[], command: string): string {
+  if (positionals.length !== 1)
+    throw new FlowsentryError('CLI_USAGE', `${command}: expected one capture file; see flowsentry --help`);
+  return positionals[0]!;
+}
+
+async function importCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { port: { type: 'string', multiple: true }, 'received-now': { type: 'boolean' } },
+  });
+  const file = oneFile(positionals, 'import');
+  const { config, log } = setup();
+  const datagrams = readUdpDatagrams(file).filter(portFilter(values.port));
+  const store = await prepareStore(config, log);
+  const spool = new Spool(join(config.dataDir, 'spool', 'import'), config.storage.spool.maxBytes);
+  const writer = new FlowWriter(store, spool, log.child({ component: 'storage' }), {
+    maxBatchBytes: config.storage.batch.maxInsertRows * 160,
+  });
+  writer.start();
+  let dropped = 0;
+  const spoolChunk = () => {
+    const { bytes, rows } = encoder.take();
+    if (rows === 0) return;
+    const spooled = spool.write(bytes, rows);
+    if (spooled) writer.enqueue(spooled);
+    else dropped += rows;
+  };
+  const encoder: RowBinaryEncoder = new RowBinaryEncoder(config.storage.batch.maxRows * 160, spoolChunk);
+  const decoder = new Decoder(encoder, { compile: config.decoder.compile });
+  const now = Date.now();
+  // Rows are expired by time_received: a capture older than the retention would vanish at the next merge.
+  const expiresBefore = now - config.storage.retention.flowsDays * 86_400_000;
+  let expiring = 0;
+  for (const d of datagrams) {
+    const received = values['received-now'] ? now : d.timeMs;
+    const before = decoder.counters.records;
+    decoder.decode(decoder.exporter(d.srcAddress), d.payload, received);
+    if (received < expiresBefore) expiring += decoder.counters.records - before;
+  }
+  if (expiring > 0) {
+    process.stderr.write(
+      `flowsentry: warning: ${expiring} records were captured more than ${config.storage.retention.flowsDays} days ago and ` +
+        'fall outside the retention (FLOWSENTRY_RETENTION_DAYS); ClickHouse will drop them. Import with --received-now, ' +
+        'or raise the retention first.\n',
+    );
+  }
+  spoolChunk();
+  await writer.drained();
+  await writer.stop(false);
+  await store.close();
+  const errors = decoder.streams().reduce((s, x) => s + x.decode_errors, 0);
+  process.stdout.write(
+    `${JSON.stringify({
+      file,
+      datagrams: datagrams.length,
+      records: decoder.counters.records,
+      stored: writer.stats.insertedRows,
+      decode_errors: errors,
+      dropped,
+      expiring,
+      exporters: decoder.streams().filter((s) => s.version !== 0).length,
+    })}\n`,
+  );
+  return writer.stats.insertedRows === decoder.counters.records ? 0 : 1;
+}
+
+async function decodeCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { port: { type: 'string', multiple: true } },
+  });
+  const datagrams = readUdpDatagrams(oneFile(positionals, 'decode')).filter(portFilter(values.port));
+  const lines: string[] = [];
+  const decoder = new Decoder({
+    push(row: FlowRow, fields, template) {
+      const { elements: _e, ...flow } = collectFlow(row, fields, template);
+      lines.push(
+        JSON.stringify({
+          ...flow,
+          time_received: new Date(flow.time_received).toISOString(),
+          flow_start: new Date(flow.flow_start).toISOString(),
+          flow_end: new Date(flow.flow_end).toISOString(),
+        }),
+      );
+      if (lines.length >= 1000) process.stdout.write(`${lines.splice(0).join('\n')}\n`);
+    },
+  });
+  for (const d of datagrams) decoder.decode(decoder.exporter(d.srcAddress), d.payload, d.timeMs);
+  if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
+  const counters = Object.fromEntries(Object.entries(decoder.counters).filter(([, v]) => v !== 0));
+  process.stderr.write(`${JSON.stringify({ counters, exporters: decoder.streams() })}\n`);
+  return 0;
+}
+
+async function replayCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      to: { type: 'string' },
+      pps: { type: 'string' },
+      from: { type: 'string' },
+      port: { type: 'string', multiple: true },
+      loop: { type: 'string' },
+    },
+  });
+  const file = oneFile(positionals, 'replay');
+  const target = values.to ? parseHostPort(values.to) : null;
+  if (!target || target.port === 0)
+    throw new FlowsentryError('CLI_USAGE', 'replay: --to <host:port> is required');
+  const pps = values.pps === undefined ? 0 : Number(values.pps);
+  if (!Number.isFinite(pps) || pps < 0)
+    throw new FlowsentryError('CLI_USAGE', `--pps: "${values.pps}" is not a rate`);
+  const loops = values.loop === undefined ? 1 : Number(values.loop);
+  if (!Number.isInteger(loops) || loops < 1)
+    throw new FlowsentryError('CLI_USAGE', `--loop: "${values.loop}" is not a count`);
+  const datagrams = readUdpDatagrams(file).filter(portFilter(values.port));
+  const socket = dgram.createSocket(target.host.includes(':') ? 'udp6' : 'udp4');
+  if (values.from) {
+    const from = values.from;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(0, from, () => resolve());
+    });
+  }
+  const started = performance.now();
+  let sent = 0;
+  const total = datagrams.length * loops;
+  const send = (payload: Uint8Array) =>
+    new Promise<void>((resolve, reject) =>
+      socket.send(payload, target.port, target.host, (error) => (error ? reject(error) : resolve())),
+    );
+  while (sent < total) {
+    const due =
+      pps > 0 ? Math.min(total, Math.floor(((performance.now() - started) / 1000) * pps) + 1) : total;
+    const batch: Array<Promise<void>> = [];
+    while (sent < due && batch.length < 256) batch.push(send(datagrams[sent++ % datagrams.length]!.payload));
+    await Promise.all(batch);
+    if (pps > 0 && sent >= due) await new Promise((r) => setTimeout(r, 1));
+  }
+  socket.close();
+  const seconds = (performance.now() - started) / 1000;
+  process.stdout.write(
+    `${JSON.stringify({ sent, seconds: Number(seconds.toFixed(3)), pps: Math.round(sent / seconds) })}\n`,
+  );
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (isFlowsentryError(error)) {
+      process.stderr.write(`flowsentry: ${error.message}\n`);
+      process.exitCode = error.code === 'CLI_USAGE' ? 2 : 1;
+    } else {
+      process.stderr.write(
+        `flowsentry: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exitCode = 1;
+    }
+  },
+);
