@@ -1,0 +1,356 @@
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freeTcpPort } from '../test/support/service.js';
+import { CLI, ensureDebianTools, ensureDir, fromRoot, peakRssMiB, sleep, table, WORK } from './lib/common.js';
+import { buildV9Load, writeLoadPcap } from './lib/loads.js';
+
+/**
+ * End to end, lossless: a NetFlow v9 load of 1,000,000 unique flow records, 31 per datagram (32,292
+ * datagrams with the template refreshes), sent by udpblast at rising fixed rates to each collector,
+ * TRIALS times per rate, each trial against a fresh collector. What counts is what each tool stored:
+ * rows in ClickHouse for flowsentry (through its API), records in nfcapd's files (nfdump), lines
+ * written by nfacctd's print plugin (the load's 5-tuples are unique, so nothing aggregates).
+ */
+const RECORDS = 1_000_000;
+const PER_PACKET = 31;
+const PORT = Number(process.env.BENCH_PORT ?? 29955);
+const TRIALS = Number(process.env.BENCH_TRIALS ?? 3);
+const RATES = (
+  process.env.BENCH_RATES ?? '500000,1000000,1500000,2000000,2500000,3000000,3500000,4000000,5000000'
+)
+  .split(',')
+  .map(Number);
+const E2E = ensureDir(join(WORK, 'e2e'));
+
+interface Tool {
+  name: string;
+  /** Starts the tool; resolves once it is ready to receive. */
+  start(dir: string): Promise<Running>;
+}
+
+interface Running {
+  pids(): number[];
+  /** Waits until the tool has stored what it received, stops it, returns records stored. */
+  finish(): Promise<number>;
+  /** Extra facts for the table (drops seen by the tool). */
+  notes?: () => string;
+}
+
+interface Trial {
+  stored: number;
+  sentPps: number;
+  rssMiB: number;
+  collectorRssMiB?: number;
+  notes: string;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((r) => {
+    if (child.exitCode !== null || child.signalCode !== null) r();
+    else child.once('exit', () => r());
+  });
+}
+
+async function waitForUdpPort(port: number, timeoutMs = 20_000): Promise<void> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (readFileSync('/proc/net/udp', 'utf8').includes(hex)) return;
+    await sleep(50);
+  }
+  throw new Error(`nothing listening on UDP ${port}`);
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    const out = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
+    return out.split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const flowsentry: Tool = {
+  name: 'flowsentry',
+  async start(dir) {
+    const http = await freeTcpPort();
+    const child = spawn(process.execPath, [CLI, 'serve'], {
+      env: {
+        ...process.env,
+        FLOWSENTRY_DATA_DIR: join(dir, 'data'),
+        FLOWSENTRY_LISTEN_UDP: `127.0.0.1:${PORT}`,
+        FLOWSENTRY_LISTEN_HTTP: `127.0.0.1:${http}`,
+        FLOWSENTRY_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const get = async <T>(path: string): Promise<T> =>
+      (await (await fetch(`http://127.0.0.1:${http}${path}`)).json()) as T;
+    for (let i = 0; ; i++) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${http}/healthz`)).status === 200) break;
+      } catch {
+        // Starting.
+      }
+      if (i > 600) throw new Error('flowsentry did not start');
+      await sleep(100);
+    }
+    let collectorDrops = '';
+    return {
+      pids: () => [child.pid!, ...childrenOf(child.pid!)],
+      notes: () => collectorDrops,
+      async finish() {
+        let stored = -1;
+        let stable = 0;
+        for (let i = 0; i < 120 && stored < RECORDS && stable < 6; i++) {
+          await sleep(500);
+          const { flows } = await get<{ flows: number }>(
+            '/api/v1/flows/summary?from=1970-01-01T00:00:00Z&to=2200-01-01T00:00:00Z',
+          );
+          stable = flows === stored ? stable + 1 : 0;
+          stored = flows;
+        }
+        const c = await get<{
+          listeners: Array<{ queue_dropped_packets: number; kernel: { drops: number } }>;
+        }>('/api/v1/collector');
+        const l = c.listeners[0]!;
+        collectorDrops =
+          l.kernel.drops || l.queue_dropped_packets
+            ? `kernel drops ${l.kernel.drops}, queue drops ${l.queue_dropped_packets}`
+            : '';
+        await sleep(200);
+        child.kill('SIGTERM');
+        await exited(child);
+        return stored;
+      },
+    };
+  },
+};
+
+function nfcapd(name: string, extra: string[]): Tool {
+  return {
+    name,
+    async start(dir) {
+      const flows = ensureDir(join(dir, 'flows'));
+      const child = spawn(
+        'nfcapd',
+        ['-w', flows, '-p', String(PORT), '-b', '127.0.0.1', '-t', '3600', ...extra],
+        {
+          stdio: ['ignore', 'ignore', 'ignore'],
+        },
+      );
+      await waitForUdpPort(PORT);
+      return {
+        pids: () => [child.pid!],
+        async finish() {
+          await sleep(2000);
+          child.kill('SIGTERM');
+          await exited(child);
+          const out = spawnSync('nfdump', ['-R', flows, '-q', '-o', 'fmt:%pr'], {
+            encoding: 'utf8',
+            maxBuffer: 1 << 30,
+          });
+          return out.stdout.split('\n').filter((l) => l.trim() !== '').length;
+        },
+      };
+    },
+  };
+}
+
+function nfacctd(name: string, tuned: boolean): Tool {
+  return {
+    name,
+    async start(dir) {
+      const out = join(dir, 'out.csv');
+      const conf = join(dir, 'nfacctd.conf');
+      writeFileSync(
+        conf,
+        [
+          'daemonize: false',
+          'nfacctd_ip: 127.0.0.1',
+          `nfacctd_port: ${PORT}`,
+          'plugins: print[p]',
+          'aggregate[p]: src_host, dst_host, src_port, dst_port, proto',
+          'print_output[p]: csv',
+          `print_output_file[p]: ${out}`,
+          'print_output_file_append[p]: true',
+          'print_refresh_time[p]: 1',
+          ...(tuned
+            ? [
+                // pmacct's CONFIG-KEYS: a larger core→plugin queue for heavy loads, buffers at 1:256 of it.
+                'print_cache_entries[p]: 262147',
+                'plugin_pipe_size[p]: 268435456',
+                'plugin_buffer_size[p]: 1048576',
+                'nfacctd_pipe_size: 33554432',
+              ]
+            : []),
+        ].join('\n'),
+      );
+      const child = spawn('nfacctd', ['-f', conf], { stdio: ['ignore', 'ignore', 'ignore'] });
+      await waitForUdpPort(PORT);
+      await sleep(1000);
+      return {
+        pids: () => [child.pid!, ...childrenOf(child.pid!)],
+        async finish() {
+          await sleep(4000);
+          child.kill('SIGINT');
+          await exited(child);
+          await sleep(500);
+          if (!existsSync(out)) return 0;
+          return readFileSync(out, 'utf8')
+            .split('\n')
+            .filter((l) => l !== '' && !l.startsWith('SRC_IP')).length;
+        },
+      };
+    },
+  };
+}
+
+export const TOOLS: Tool[] = [
+  flowsentry,
+  nfcapd('nfcapd (defaults)', []),
+  nfcapd('nfcapd -B 32M', ['-B', '33554432']),
+  nfacctd('nfacctd (defaults)', false),
+  nfacctd('nfacctd (tuned)', true),
+];
+
+function prepare(): { pcap: string; blast: string; packets: number } {
+  ensureDebianTools([
+    { command: 'nfcapd', pkg: 'nfdump' },
+    { command: 'nfacctd', pkg: 'pmacct' },
+  ]);
+  const blast = join(WORK, 'udpblast');
+  if (!existsSync(blast)) execFileSync('cc', ['-O2', '-o', blast, fromRoot('bench', 'udpblast.c')]);
+  const pcap = join(WORK, 'v9-1m-31.pcap');
+  if (!existsSync(pcap) || statSync(pcap).size < 40_000_000) {
+    process.stderr.write('building the 1,000,000-record NetFlow v9 load...\n');
+    // Export times near now, so flows land in today's partitions like live traffic.
+    writeLoadPcap(pcap, buildV9Load(RECORDS, PER_PACKET, Math.floor(Date.now() / 1000)), PORT);
+  }
+  const packets = Number(
+    /\((\d+) distinct\)/.exec(execFileSync(blast, [pcap, '1', '1', '0'], { encoding: 'utf8' }))?.[1] ?? 0,
+  );
+  return { pcap, blast, packets: packets || 32_292 };
+}
+
+async function trial(tool: Tool, rate: number, load: ReturnType<typeof prepare>): Promise<Trial> {
+  const dir = join(E2E, tool.name.replace(/[^a-z0-9]+/gi, '-'));
+  rmSync(dir, { recursive: true, force: true });
+  ensureDir(dir);
+  const running = await tool.start(dir);
+  const pps = Math.round((rate * load.packets) / RECORDS);
+  const sent = execFileSync(load.blast, [load.pcap, String(PORT), String(pps), '1'], { encoding: 'utf8' });
+  const sentPps = Number(/= (\d+) pkt\/s/.exec(sent)?.[1] ?? 0);
+  // VmHWM is each process's peak; sample it until the tool stops (after that /proc has nothing).
+  const peaks = new Map<number, number>();
+  const sample = () => {
+    for (const pid of running.pids()) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, peakRssMiB(pid)));
+  };
+  const sampler = setInterval(sample, 100);
+  sample();
+  const pids = running.pids();
+  const stored = await running.finish();
+  clearInterval(sampler);
+  const rss = pids.map((pid) => peaks.get(pid) ?? 0);
+  return {
+    stored,
+    sentPps,
+    rssMiB: rss.reduce((a, b) => a + b, 0),
+    ...(tool === flowsentry ? { collectorRssMiB: Math.max(...rss.slice(1), 0) } : {}),
+    notes: running.notes?.() ?? '',
+  };
+}
+
+/**
+ * BENCH_RMEM_MAX sets net.core.rmem_max for the run (and restores it after): the kernel's cap on the
+ * socket buffer every tool asks for (flowsentry and nfcapd -B ask for 32 MiB, nfacctd_pipe_size too).
+ */
+function withRmemMax<T>(run: () => Promise<T>): Promise<T> {
+  const wanted = process.env.BENCH_RMEM_MAX;
+  if (!wanted) return run();
+  const path = '/proc/sys/net/core/rmem_max';
+  const before = readFileSync(path, 'utf8').trim();
+  writeFileSync(path, wanted);
+  return run().finally(() => writeFileSync(path, before));
+}
+
+export async function main(): Promise<string> {
+  return withRmemMax(measure);
+}
+
+async function measure(): Promise<string> {
+  const rmemMax = readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim();
+  const load = prepare();
+  const rows: Array<Array<string | number>> = [];
+  const best = new Map<string, number>();
+  const only = process.env.BENCH_TOOLS?.split(',');
+  for (const tool of TOOLS.filter((t) => !only || only.includes(t.name))) {
+    let clean = 0;
+    for (const rate of RATES) {
+      const trials: Trial[] = [];
+      for (let t = 0; t < TRIALS; t++) {
+        trials.push(await trial(tool, rate, load));
+        // Let the previous collector's sockets and files go.
+        await sleep(300);
+      }
+      const losses = trials.map((t) => (100 * (RECORDS - t.stored)) / RECORDS);
+      const worst = Math.max(...losses);
+      process.stderr.write(`${tool.name} @ ${rate}: stored ${trials.map((t) => t.stored).join(', ')}\n`);
+      if (worst === 0) clean = rate;
+      rows.push([
+        tool.name,
+        rate.toLocaleString('en'),
+        Math.round(Math.min(...trials.map((t) => t.sentPps)) * (RECORDS / load.packets)).toLocaleString('en'),
+        Math.min(...trials.map((t) => t.stored)).toLocaleString('en'),
+        losses.map((l) => l.toFixed(2)).join(' / '),
+        trials.some((t) => t.collectorRssMiB !== undefined)
+          ? `${Math.max(...trials.map((t) => t.rssMiB))} (collector ${Math.max(...trials.map((t) => t.collectorRssMiB ?? 0))})`
+          : Math.max(...trials.map((t) => t.rssMiB)),
+        [...new Set(trials.map((t) => t.notes).filter(Boolean))].join('; '),
+      ]);
+      // Past the first rate where every trial lost records there is nothing more to learn.
+      if (losses.every((l) => l > 0)) break;
+    }
+    best.set(tool.name, clean);
+  }
+  const ours = best.get('flowsentry') ?? 0;
+  const summary = [...best].map(([name, rate]) => [
+    name,
+    rate ? rate.toLocaleString('en') : 'none of the rates tried',
+    name === 'flowsentry' || !rate ? '' : `${(ours / rate).toFixed(2)}x`,
+  ]);
+  return [
+    `### End to end, lossless (1,000,000 NetFlow v9 records, 31 per datagram), net.core.rmem_max=${rmemMax}`,
+    '',
+    `Each row: ${TRIALS} trials at one offered rate, each against a freshly started collector; "stored" is the worst trial; ` +
+      "loss per trial; peak RSS is the largest VmHWM over the trials, summed over the tool's processes " +
+      '(flowsentry: the service process with the embedded ClickHouse plus the collector process, shown alone in brackets; ' +
+      'nfacctd: core and plugin processes). The sender (udpblast, spinning between sends) shares the 2 cores.',
+    '',
+    table(
+      [
+        'tool',
+        'offered (records/s)',
+        'achieved by sender (records/s)',
+        'stored (worst trial)',
+        'loss % per trial',
+        'peak RSS MiB',
+        'notes',
+      ],
+      rows,
+    ),
+    '',
+    'Highest rate at which every trial stored every record:',
+    '',
+    table(['tool', 'lossless up to (records/s)', 'flowsentry vs tool'], summary),
+    '',
+    `Command: \`${process.env.BENCH_RMEM_MAX ? `BENCH_RMEM_MAX=${process.env.BENCH_RMEM_MAX} ` : ''}npm run bench -- e2e\` (BENCH_RATES, BENCH_TRIALS, BENCH_TOOLS narrow it; BENCH_RMEM_MAX sets the kernel's socket buffer cap for the run).`,
+  ].join('\n');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  process.stdout.write(`${await main()}\n`);
+  for (const f of readdirSync(E2E)) rmSync(join(E2E, f), { recursive: true, force: true });
+}
