@@ -97,6 +97,23 @@ interface Export {
 }
 
 /**
+ * pmacctd at the end of a savefile asks its plugins to stop; when the nfprobe plugin has flushed and
+ * exited before the core reads its pipe again, the core reports "connection lost" and "no more plugins
+ * active" and exits with 1 instead of 0 (seen in CI, not reproducible at will). The export is complete
+ * in that case, because the plugin logged its shutdown on request, after which it expires and sends
+ * every flow; the tests below check completeness anyway (sequence numbers without gaps, one record per
+ * ground-truth flow). Any other non-zero exit is a failure.
+ */
+function pmacctShutdownRace(mode: Mode, code: number | null, output: string): boolean {
+  return (
+    mode.tool === 'pmacctd' &&
+    code === 1 &&
+    output.includes('nfprobe ): Shutting down on user request') &&
+    output.includes('no more plugins active')
+  );
+}
+
+/**
  * Runs one exporter over the traffic capture, exporting to a UDP socket of this process that records
  * every datagram; when the exporter has exited and the socket has been quiet for a moment, the
  * datagrams are written as export-<mode>.pcap.
@@ -155,7 +172,9 @@ async function runExporter(mode: Mode, traffic: Traffic, dir: string): Promise<O
       resolveExit(c);
     });
   });
-  if (code !== 0) throw new Error(`${mode.name} exited with ${code}:\n${output}`);
+  if (code !== 0 && !pmacctShutdownRace(mode, code, output)) {
+    throw new Error(`${mode.name} exited with ${code}:\n${output}`);
+  }
   while (Date.now() - lastReceived < 300) await sleep(50);
   await new Promise<void>((resolveClose) => socket.close(() => resolveClose()));
   const pcap = join(dir, `export-${mode.name}.pcap`);
