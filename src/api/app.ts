@@ -192,6 +192,12 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   api.get('/api/v1/collector', async () => {
     const s = await deps.collector.snapshot();
     return {
+      receive_thread: s.receiveThread && {
+        tid: s.receiveThread.tid,
+        requested_nice: s.receiveThread.requestedNice,
+        nice: s.receiveThread.nice,
+        ...(s.receiveThread.error !== undefined ? { error: s.receiveThread.error } : {}),
+      },
       listeners: s.listeners,
       queue_bytes: s.queueBytes,
       queue_capacity_bytes: s.queueCapacityBytes,

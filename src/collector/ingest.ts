@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FlowsentryError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import type { ThreadPriority } from '../common/thread-priority.js';
 import type { Config } from '../config/index.js';
 import type { DecoderCounters, StreamSnapshot, TemplateSnapshot } from '../decoder/index.js';
 import type { SpoolFile } from '../storage/spool.js';
@@ -20,6 +21,8 @@ export interface ListenerStatus {
 }
 
 export interface CollectorSnapshot {
+  /** The receive thread's scheduling priority: what was asked for (collector.receiveNice) and got. */
+  receiveThread: ThreadPriority | null;
   listeners: Array<ListenerStatus & Record<ReceiverField, number> & { kernel: SocketQueueStats }>;
   queueBytes: number;
   queueCapacityBytes: number;
@@ -44,6 +47,7 @@ export class Ingest {
   private rings: SharedArrayBuffer[] = [];
   private readonly receiverStats: SharedArrayBuffer;
   private listenerStatus: ListenerStatus[] = [];
+  private receivePriority: ThreadPriority | null = null;
   private requests = new Map<number, (s: DecoderSnapshot) => void>();
   private nextRequest = 1;
   private stoppedDecoders: Array<Promise<void>> = [];
@@ -131,6 +135,7 @@ export class Ingest {
     const receiverData: ReceiverWorkerData = {
       listen: [...c.collector.listen],
       receiveBufferBytes: c.collector.receiveBufferBytes,
+      receiveNice: c.collector.receiveNice,
       rings: this.rings,
       stats: this.receiverStats,
     };
@@ -140,8 +145,10 @@ export class Ingest {
     this.receiver = receiver;
     this.listenerStatus = await new Promise<ListenerStatus[]>((resolve, reject) => {
       receiver.on('message', (message: ReceiverMessage) => {
-        if (message.type === 'listening') resolve(message.listeners);
-        else if (message.type === 'error') {
+        if (message.type === 'listening') {
+          this.receivePriority = message.priority;
+          resolve(message.listeners);
+        } else if (message.type === 'error') {
           reject(
             new FlowsentryError('LISTEN_FAILED', `FLOWSENTRY_LISTEN_UDP: cannot listen: ${message.message}`),
           );
@@ -159,7 +166,15 @@ export class Ingest {
         );
       }
     }
-    this.log.info({ listeners: this.listenerStatus }, 'collector listening');
+    const priority = this.receivePriority;
+    if (priority?.error !== undefined) {
+      this.log.warn(
+        { requested: priority.requestedNice, nice: priority.nice, err: priority.error },
+        'collector.receiveNice not applied (needs root, CAP_SYS_NICE or LimitNICE=); the receive thread ' +
+          'competes with the decoders and the store for CPU and may drop bursts the socket buffer cannot hold',
+      );
+    }
+    this.log.info({ listeners: this.listenerStatus, receiveThread: priority }, 'collector listening');
   }
 
   async snapshot(withTemplates = false): Promise<CollectorSnapshot> {
@@ -186,6 +201,7 @@ export class Ingest {
       queueCapacityBytes += reader.capacity;
     }
     return {
+      receiveThread: this.receivePriority,
       listeners: this.listenerStatus.map((l, i) => ({
         ...l,
         ...readReceiverStats(this.receiverStats, i),

@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../common/errors.js';
 import { parseAddress, parseHostPort } from '../common/ip.js';
+import { setThisThreadNice, type ThreadPriority } from '../common/thread-priority.js';
 import { RingWriter } from './packet-ring.js';
 import { RECEIVER_FIELDS } from './receiver-stats.js';
 
@@ -13,6 +14,8 @@ import { RECEIVER_FIELDS } from './receiver-stats.js';
 export interface ReceiverWorkerData {
   listen: string[];
   receiveBufferBytes: number;
+  /** Nice value for this thread (collector.receiveNice); 0 leaves it as created. */
+  receiveNice: number;
   rings: SharedArrayBuffer[];
   stats: SharedArrayBuffer;
 }
@@ -21,6 +24,7 @@ export type ReceiverMessage =
   | {
       type: 'listening';
       listeners: Array<{ listen: string; address: string; port: number; receiveBufferBytes: number }>;
+      priority: ThreadPriority | null;
     }
   | { type: 'error'; message: string }
   | { type: 'stopped' };
@@ -89,7 +93,11 @@ async function bindAll(): Promise<void> {
       receiveBufferBytes: socket.getRecvBufferSize(),
     });
   }
-  port.postMessage({ type: 'listening', listeners } satisfies ReceiverMessage);
+  // Raised before the first datagram can arrive at a rate that matters: under CPU contention
+  // (decoders, the store, other processes) a receive thread that waits for a time slice is what
+  // overflows the socket buffer, while everything after it has its own queue.
+  const priority = data.receiveNice === 0 ? null : setThisThreadNice(data.receiveNice);
+  port.postMessage({ type: 'listening', listeners, priority } satisfies ReceiverMessage);
 }
 
 port.on('message', (message: { type: string }) => {

@@ -1,12 +1,14 @@
 import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
+import { errorMessage } from './errors.js';
 
 /**
  * Linux scheduling priority per thread. Nice values are per thread on Linux (setpriority with a
  * thread ID affects that thread only) and new threads inherit their creator's value. flowsentry
- * keeps the receive thread at the default priority and lowers the decoder threads and the storage
+ * raises the receive thread (collector.receiveNice) and lowers the decoder threads and the storage
  * process, so that under CPU contention the socket is read first and the rest catches up from the
- * queues (reference.md §2: keep the receive loop to receiving). Lowering needs no privileges.
+ * queues (reference.md §2: keep the receive loop to receiving). Lowering needs no privileges;
+ * raising needs root, CAP_SYS_NICE or a matching RLIMIT_NICE.
  */
 
 /** This thread's ID, or null where /proc/thread-self does not exist (not Linux). */
@@ -22,12 +24,35 @@ export function currentThreadId(): number | null {
 /** Lowers the calling thread's priority to `nice` (0 = leave it); true when applied. */
 export function lowerThisThread(nice: number): boolean {
   if (nice <= 0) return false;
+  return setThisThreadNice(nice).error === undefined;
+}
+
+export interface ThreadPriority {
+  /** The thread's ID (null where threads have no ID of their own to set, i.e. not Linux). */
+  readonly tid: number | null;
+  readonly requestedNice: number;
+  /** The nice value the thread runs at after the attempt. */
+  readonly nice: number;
+  /** Why the requested value could not be applied. */
+  readonly error?: string;
+}
+
+/** Sets the calling thread's nice value; reports what it runs at and why not, when refused. */
+export function setThisThreadNice(requestedNice: number): ThreadPriority {
   const tid = currentThreadId();
-  if (tid === null) return false;
+  if (tid === null) {
+    return { tid, requestedNice, nice: 0, error: 'per-thread priorities need Linux (/proc/thread-self)' };
+  }
   try {
-    setPriority(tid, nice);
-    return true;
-  } catch {
-    return false;
+    setPriority(tid, requestedNice);
+    return { tid, requestedNice, nice: getPriority(tid) };
+  } catch (error) {
+    let nice = 0;
+    try {
+      nice = getPriority(tid);
+    } catch {
+      // The thread exists (it is this one); keep 0 if even reading fails.
+    }
+    return { tid, requestedNice, nice, error: errorMessage(error) };
   }
 }

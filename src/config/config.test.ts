@@ -106,6 +106,18 @@ describe('configuration', () => {
     expect(message).toMatch(/Unrecognized key: "lisen"/);
   });
 
+  test('thread priorities are bounded: the receive thread may only be raised, the decoders only lowered', () => {
+    expect(loadConfig({}).config.collector.receiveNice).toBe(-10);
+    const raisedDecoders = yamlFile('collector:\n  decoderNice: -1\n');
+    expect(errorOf({ FLOWSENTRY_CONFIG: raisedDecoders })).toContain(
+      `collector.decoderNice in ${raisedDecoders}`,
+    );
+    const loweredReceiver = yamlFile('collector:\n  receiveNice: 5\n');
+    expect(errorOf({ FLOWSENTRY_CONFIG: loweredReceiver })).toContain(
+      `collector.receiveNice in ${loweredReceiver}`,
+    );
+  });
+
   test('unreadable or malformed files stop start-up', () => {
     expect(errorOf({ FLOWSENTRY_CONFIG: join(scratch.path, 'missing.yaml') })).toMatch(
       /^FLOWSENTRY_CONFIG: cannot read/,

@@ -28,6 +28,12 @@ const collector = z
      * contention and the decoders catch up from the queue. 0 = same priority.
      */
     decoderNice: z.number().int().min(0).max(19).default(10),
+    /**
+     * Nice value of the receive thread (Linux). Negative raises it above everything else on the box,
+     * which needs root, CAP_SYS_NICE or RLIMIT_NICE (systemd: LimitNICE=); without them the thread
+     * stays at 0, start-up logs a warning and /api/v1/collector reports it. 0 = leave it.
+     */
+    receiveNice: z.number().int().min(-20).max(0).default(-10),
   })
   .prefault({});
 

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import type { StreamSnapshot } from '../../src/decoder/index.js';
@@ -13,8 +14,12 @@ afterAll(async () => {
   scratch.remove();
 });
 
-async function service(name: string, env: Record<string, string> = {}): Promise<RunningService> {
-  const s = await startService({ dataDir: join(scratch.path, name), env });
+async function service(
+  name: string,
+  env: Record<string, string> = {},
+  wrap?: string[],
+): Promise<RunningService> {
+  const s = await startService({ dataDir: join(scratch.path, name), env, ...(wrap ? { wrap } : {}) });
   running.push(s);
   return s;
 }
@@ -38,6 +43,26 @@ const summary = (s: RunningService, exporter: string) =>
   s.get<{ flows: number; bytes: number; packets: number }>(
     `/api/v1/flows/summary?from=${new Date(NOW - 3_600_000).toISOString()}&to=${new Date(NOW + 3_600_000).toISOString()}&exporter=${exporter}`,
   );
+
+/** The nice value the kernel reports for a thread (field 19 of /proc/<tid>/stat). */
+function kernelNice(tid: number): number {
+  const stat = readFileSync(`/proc/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
+/** Whether this process may raise priorities (CAP_SYS_NICE, bit 23 of the effective set). */
+const MAY_RAISE_PRIORITY = (() => {
+  const caps = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  return caps !== undefined && (BigInt(`0x${caps}`) & (1n << 23n)) !== 0n;
+})();
+const HAS_SETPRIV = spawnSync('setpriv', ['--version']).status === 0;
+
+interface ReceiveThread {
+  tid: number;
+  requested_nice: number;
+  nice: number;
+  error?: string;
+}
 
 describe('flowsentry serve', () => {
   test('a bad configuration stops start-up with a message naming the variable', () => {
@@ -171,6 +196,56 @@ describe('flowsentry serve', () => {
     );
     expect(metrics.body).toMatch(/^flowsentry_storage_inserted_rows_total 1$/m);
   });
+
+  test('the receive thread runs at collector.receiveNice, as the kernel reports it', async () => {
+    const s = await service('priority');
+    const { body } = await s.get<{ receive_thread: ReceiveThread }>('/api/v1/collector');
+    const thread = body.receive_thread;
+    expect(thread.requested_nice).toBe(-10);
+    expect(kernelNice(thread.tid)).toBe(thread.nice);
+    if (MAY_RAISE_PRIORITY) {
+      expect(thread.nice).toBe(-10);
+      expect(thread.error).toBeUndefined();
+    } else {
+      expect(thread.error).toMatch(/EACCES|EPERM/);
+    }
+    await s.stop();
+  });
+
+  test.runIf(MAY_RAISE_PRIORITY && HAS_SETPRIV)(
+    'without CAP_SYS_NICE start-up goes on at nice 0, warns and reports why',
+    async () => {
+      const s = await service('unprivileged', {}, [
+        'setpriv',
+        '--bounding-set=-sys_nice',
+        '--inh-caps=-sys_nice',
+      ]);
+      const { body } = await s.get<{ receive_thread: ReceiveThread }>('/api/v1/collector');
+      const thread = body.receive_thread;
+      expect(thread).toMatchObject({ requested_nice: -10, nice: 0 });
+      expect(thread.error).toMatch(/EACCES|EPERM/);
+      expect(kernelNice(thread.tid)).toBe(0);
+      expect(s.output()).toContain('collector.receiveNice not applied');
+      // It still collects: a v9 datagram is decoded and stored.
+      await sendDatagrams(
+        [
+          new ExportPacketBuilder(9, 1)
+            .templates([{ id: 256, fields: FIELDS }])
+            .data(256, [record('10.1.1.1', 1234)])
+            .build({ exportSecs: SECS, sequence: 0 }),
+        ],
+        s.netflowPort,
+        '127.0.3.9',
+      );
+      await waitFor(
+        async () => ((await summary(s, '127.0.3.9')).body.flows === 1 ? true : undefined),
+        10_000,
+        'the record',
+      );
+      expect((await summary(s, '127.0.3.9')).body).toEqual({ flows: 1, bytes: 1234, packets: 3 });
+      await s.stop();
+    },
+  );
 
   test('the API answers bad requests with 4xx and a message', async () => {
     const s = running.find((r) => r.process.exitCode === null) ?? (await service('api'));

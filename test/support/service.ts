@@ -58,11 +58,14 @@ export interface RunningService {
 export async function startService(options: {
   dataDir: string;
   env?: Record<string, string>;
+  /** A command that execs the service (e.g. setpriv with capabilities dropped). */
+  wrap?: string[];
 }): Promise<RunningService> {
   const [netflowPort, ipfixPort, httpPort] = [await freeUdpPort(), await freeUdpPort(), await freeTcpPort()];
   const http = `http://127.0.0.1:${httpPort}`;
   let output = '';
-  const child = spawn(process.execPath, [CLI, 'serve'], {
+  const [command, ...prefix] = [...(options.wrap ?? []), process.execPath];
+  const child = spawn(command!, [...prefix, CLI, 'serve'], {
     env: {
       ...process.env,
       FLOWSENTRY_DATA_DIR: options.dataDir,
