@@ -107,7 +107,7 @@ describe('configuration', () => {
   });
 
   test('thread priorities are bounded: the receive thread may only be raised, the decoders only lowered', () => {
-    expect(loadConfig({}).config.collector.receiveNice).toBe(-10);
+    expect(loadConfig({}).config.collector.receiveNice).toBe(0);
     const raisedDecoders = yamlFile('collector:\n  decoderNice: -1\n');
     expect(errorOf({ FLOWSENTRY_CONFIG: raisedDecoders })).toContain(
       `collector.decoderNice in ${raisedDecoders}`,

@@ -29,11 +29,12 @@ const collector = z
      */
     decoderNice: z.number().int().min(0).max(19).default(10),
     /**
-     * Nice value of the receive thread (Linux). Negative raises it above everything else on the box,
-     * which needs root, CAP_SYS_NICE or RLIMIT_NICE (systemd: LimitNICE=); without them the thread
-     * stays at 0, start-up logs a warning and /api/v1/collector reports it. 0 = leave it.
+     * Nice value of the receive thread (Linux). Negative raises it above other work on the box (a
+     * ClickHouse server, detectors, anything at nice 0), which needs root, CAP_SYS_NICE or RLIMIT_NICE
+     * (systemd: LimitNICE=); without them the thread stays at 0, start-up logs a warning and
+     * /api/v1/collector reports it. 0 (default) = leave it; bench/RESULTS.md measures both.
      */
-    receiveNice: z.number().int().min(-20).max(0).default(-10),
+    receiveNice: z.number().int().min(-20).max(0).default(0),
   })
   .prefault({});
 

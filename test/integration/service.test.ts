@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import type { StreamSnapshot } from '../../src/decoder/index.js';
@@ -56,6 +56,13 @@ const MAY_RAISE_PRIORITY = (() => {
   return caps !== undefined && (BigInt(`0x${caps}`) & (1n << 23n)) !== 0n;
 })();
 const HAS_SETPRIV = spawnSync('setpriv', ['--version']).status === 0;
+
+/** A configuration file asking for the receive thread at nice -10. */
+function raisedReceiveThread(): string {
+  const file = join(scratch.path, 'receive-nice.yaml');
+  writeFileSync(file, 'collector:\n  receiveNice: -10\n');
+  return file;
+}
 
 interface ReceiveThread {
   tid: number;
@@ -197,8 +204,15 @@ describe('flowsentry serve', () => {
     expect(metrics.body).toMatch(/^flowsentry_storage_inserted_rows_total 1$/m);
   });
 
+  test('by default the receive thread is left at nice 0 and the API says nothing was asked', async () => {
+    const s = await service('priority-default');
+    const { body } = await s.get<{ receive_thread: ReceiveThread | null }>('/api/v1/collector');
+    expect(body.receive_thread).toBeNull();
+    await s.stop();
+  });
+
   test('the receive thread runs at collector.receiveNice, as the kernel reports it', async () => {
-    const s = await service('priority');
+    const s = await service('priority', { FLOWSENTRY_CONFIG: raisedReceiveThread() });
     const { body } = await s.get<{ receive_thread: ReceiveThread }>('/api/v1/collector');
     const thread = body.receive_thread;
     expect(thread.requested_nice).toBe(-10);
@@ -215,7 +229,7 @@ describe('flowsentry serve', () => {
   test.runIf(MAY_RAISE_PRIORITY && HAS_SETPRIV)(
     'without CAP_SYS_NICE start-up goes on at nice 0, warns and reports why',
     async () => {
-      const s = await service('unprivileged', {}, [
+      const s = await service('unprivileged', { FLOWSENTRY_CONFIG: raisedReceiveThread() }, [
         'setpriv',
         '--bounding-set=-sys_nice',
         '--inh-caps=-sys_nice',
