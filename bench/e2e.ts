@@ -299,6 +299,14 @@ function withRmemMax<T>(run: () => Promise<T>): Promise<T> {
   return run().finally(() => writeFileSync(path, before));
 }
 
+/** The BENCH_* variables of this run, as a shell prefix for the command line in the results. */
+function benchEnv(): string {
+  return ['BENCH_RMEM_MAX', 'BENCH_TOOLS', 'BENCH_RATES', 'BENCH_TRIALS']
+    .filter((name) => process.env[name])
+    .map((name) => `${name}='${process.env[name]}' `)
+    .join('');
+}
+
 export async function main(): Promise<string> {
   return withRmemMax(measure);
 }
@@ -390,7 +398,7 @@ async function measure(): Promise<string> {
       'overflow the socket buffer), so a tool can lose in one trial at one rate and none at the next; the second ' +
       'column is the stricter reading.',
     '',
-    `Command: \`${process.env.BENCH_RMEM_MAX ? `BENCH_RMEM_MAX=${process.env.BENCH_RMEM_MAX} ` : ''}npm run bench -- e2e\` (BENCH_RATES, BENCH_TRIALS, BENCH_TOOLS narrow it; BENCH_RMEM_MAX sets the kernel's socket buffer cap for the run).`,
+    `Command: \`${benchEnv()}npm run bench -- e2e\` (BENCH_RATES, BENCH_TRIALS, BENCH_TOOLS narrow it; BENCH_RMEM_MAX sets the kernel's socket buffer cap for the run).`,
   ].join('\n');
 }
 
