@@ -395,7 +395,7 @@ async function measure(): Promise<string> {
     ),
     '',
     'Losses near the limit come and go between runs (a few tens of ms without CPU for the receiving thread ' +
-      'overflow the socket buffer), so a tool can lose in one trial at one rate and none at the next; the second ' +
+      'overflow the socket buffer), so a tool can lose in one trial at one rate and none at the next; the first-loss ' +
       'column is the stricter reading.',
     '',
     `Command: \`${benchEnv()}npm run bench -- e2e\` (BENCH_RATES, BENCH_TRIALS, BENCH_TOOLS narrow it; BENCH_RMEM_MAX sets the kernel's socket buffer cap for the run).`,
