@@ -171,7 +171,7 @@ export class Ingest {
       this.log.warn(
         { requested: priority.requestedNice, nice: priority.nice, err: priority.error },
         'collector.receiveNice not applied (needs root, CAP_SYS_NICE or LimitNICE=); the receive thread ' +
-          'competes with the decoders and the store for CPU and may drop bursts the socket buffer cannot hold',
+          'stays at nice 0, level with other work on the box',
       );
     }
     this.log.info({ listeners: this.listenerStatus, receiveThread: priority }, 'collector listening');

@@ -93,9 +93,8 @@ async function bindAll(): Promise<void> {
       receiveBufferBytes: socket.getRecvBufferSize(),
     });
   }
-  // Raised before the first datagram can arrive at a rate that matters: under CPU contention
-  // (decoders, the store, other processes) a receive thread that waits for a time slice is what
-  // overflows the socket buffer, while everything after it has its own queue.
+  // Under CPU contention a receive thread waiting for a time slice is what overflows the socket
+  // buffer, while everything after it has its own queue; collector.receiveNice can put it first.
   const priority = data.receiveNice === 0 ? null : setThisThreadNice(data.receiveNice);
   port.postMessage({ type: 'listening', listeners, priority } satisfies ReceiverMessage);
 }
