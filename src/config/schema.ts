@@ -19,7 +19,7 @@ const collector = z
     listen: z.array(hostPort).min(1).default(['0.0.0.0:2055', '0.0.0.0:4739']),
     /** SO_RCVBUF requested per socket; the kernel caps it at net.core.rmem_max. */
     receiveBufferBytes: positiveInt(65_536, 2 ** 30).default(32 * MiB),
-    /** Memory between the receive thread and the decoder: packets wait here, never in the socket. */
+    /** Memory between the receive thread and the decoder: packets wait here, never in the socket. Resident from start. */
     queueBytes: positiveInt(MiB, 2 ** 30).default(64 * MiB),
     /** When non-empty, packets from other sources are counted and dropped. */
     allowedExporters: z.array(cidr).default([]),
