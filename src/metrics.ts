@@ -98,6 +98,12 @@ export function createMetrics(sources: MetricSources): { registry: Registry; ins
     },
   );
   gauge(
+    'flowsentry_collector_receive_thread_nice',
+    'Nice value of the receive thread: 0 unless collector.receiveNice raised it (and was allowed to).',
+    [],
+    (s, g) => g.set(s.receiveThread?.nice ?? 0),
+  );
+  gauge(
     'flowsentry_collector_queue_bytes',
     'Bytes waiting between the receive and decoder threads.',
     [],

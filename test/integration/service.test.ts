@@ -217,6 +217,10 @@ describe('flowsentry serve', () => {
     const thread = body.receive_thread;
     expect(thread.requested_nice).toBe(-10);
     expect(kernelNice(thread.tid)).toBe(thread.nice);
+    const metrics = await s.get<string>('/metrics');
+    expect(metrics.body).toMatch(
+      new RegExp(`^flowsentry_collector_receive_thread_nice ${thread.nice}$`, 'm'),
+    );
     if (MAY_RAISE_PRIORITY) {
       expect(thread.nice).toBe(-10);
       expect(thread.error).toBeUndefined();
