@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freeTcpPort } from '../test/support/service.js';
+import { freeTcpPort, waitUntilHealthy } from '../test/support/service.js';
 import { CLI, ensureDebianTools, ensureDir, fromRoot, peakRssMiB, sleep, table, WORK } from './lib/common.js';
 import { buildV9Load, writeLoadPcap } from './lib/loads.js';
 
@@ -105,15 +105,8 @@ async function startFlowsentry(dir: string, config?: string): Promise<Running> {
   });
   const get = async <T>(path: string): Promise<T> =>
     (await (await fetch(`http://127.0.0.1:${http}${path}`)).json()) as T;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${http}/healthz`)).status === 200) break;
-    } catch {
-      // Starting.
-    }
-    if (i > 600) throw new Error('flowsentry did not start');
-    await sleep(100);
-  }
+  // Its log goes to this process's stderr, so there is nothing to add to an error.
+  await waitUntilHealthy(child, `http://127.0.0.1:${http}`, () => '', 60_000);
   let collectorDrops = '';
   return {
     pids: () => [child.pid!, ...childrenOf(child.pid!)],

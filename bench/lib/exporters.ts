@@ -7,7 +7,7 @@ import {
   encodeRecord,
   type FieldValue,
 } from '../../src/export/packet-builder.js';
-import { freeTcpPort, freeUdpPort } from '../../test/support/service.js';
+import { freeTcpPort, freeUdpPort, waitUntilHealthy } from '../../test/support/service.js';
 import { CLI, sleep } from './common.js';
 
 /**
@@ -310,20 +310,7 @@ export async function startBenchService(
     if (!response.ok) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`);
     return (await response.json()) as T;
   };
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`flowsentry exited with ${child.exitCode}:\n${output}`);
-    try {
-      if ((await fetch(`${http}/healthz`)).status === 200) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`flowsentry did not become healthy:\n${output}`);
-    }
-    await sleep(100);
-  }
+  await waitUntilHealthy(child, http, () => output);
   return {
     process: child,
     pid: child.pid!,

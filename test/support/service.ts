@@ -55,6 +55,32 @@ export interface RunningService {
  * Starts `flowsentry serve` from dist/ with its own data directory and free ports, and waits until
  * /healthz answers 200.
  */
+/**
+ * Waits until a started `flowsentry serve` answers 200 on /healthz; fails with its output when it
+ * exits first or does not get there in time (and kills it then).
+ */
+export async function waitUntilHealthy(
+  child: ChildProcess,
+  http: string,
+  output: () => string,
+  timeoutMs = 90_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`flowsentry exited with ${child.exitCode}:\n${output()}`);
+    try {
+      if ((await fetch(`${http}/healthz`)).status === 200) return;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`flowsentry did not become healthy:\n${output()}`);
+    }
+    await sleep(100);
+  }
+}
+
 export async function startService(options: {
   dataDir: string;
   env?: Record<string, string>;
@@ -94,20 +120,7 @@ export async function startService(options: {
     }
     return { status: response.status, body: body as T };
   };
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`flowsentry exited with ${child.exitCode}:\n${output}`);
-    try {
-      if ((await get('/healthz')).status === 200) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`flowsentry did not become healthy:\n${output}`);
-    }
-    await sleep(100);
-  }
+  await waitUntilHealthy(child, http, () => output);
   return {
     dataDir: options.dataDir,
     http,
