@@ -2,13 +2,14 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance } from 'fastify';
 import { buildApp } from './api/app.js';
 import { Collector } from './collector/collector.js';
+import { Lifecycle } from './common/component.js';
 import { errorMessage, FlowsentryError } from './common/errors.js';
 import { parseHostPort } from './common/ip.js';
 import type { Logger } from './common/logger.js';
 import type { Config } from './config/index.js';
+import { createDetection, createScheduler, type Detection, type Scheduler } from './detect/index.js';
 import { createMetrics } from './metrics.js';
 import { openStore, type Store } from './storage/clickhouse.js';
 import { FlowWriter } from './storage/flow-writer.js';
@@ -27,10 +28,12 @@ export interface Service {
   readonly httpAddress: string;
   readonly collector: Collector;
   readonly writer: FlowWriter;
+  readonly detection: Detection;
+  readonly scheduler: Scheduler;
   stop(): Promise<void>;
 }
 
-/** Opens the store and applies migrations and retention (used by serve, migrate and import). */
+/** Opens the store and applies migrations and retention (used by serve, migrate, import and detect). */
 export async function prepareStore(config: Readonly<Config>, log: Logger): Promise<Store> {
   mkdirSync(config.dataDir, { recursive: true });
   const store = await openStore(config.storage.clickhouse, config.dataDir);
@@ -45,13 +48,20 @@ export async function prepareStore(config: Readonly<Config>, log: Logger): Promi
 }
 
 /**
- * The composition root of `flowsentry serve`, in dependency order (stop() runs in reverse):
- * spool recovery → collector process (sockets bound at normal priority) → this process lowers its
- * own priority (storage.nice; every thread it starts later, ClickHouse's included, inherits it) →
- * store and migrations → writer → API. Detector scheduling arrives with the detector issue.
+ * The composition root of `flowsentry serve`. Components start in dependency order and stop in
+ * reverse (src/common/component.ts):
+ *
+ *   collector process (sockets bound at normal priority) → this process lowers its own priority
+ *   (storage.nice; every thread it starts later, ClickHouse's included, inherits it) → store and
+ *   migrations → flow writer → detector scheduler → API.
+ *
+ * Stopping: the API stops answering, the scheduler lets the windows under way finish, the collector
+ * drains its queue into the spool and the writer inserts what it can within 10 s (the rest waits in
+ * the spool for the next start), then the store closes.
  */
 export async function startService(config: Readonly<Config>, log: Logger): Promise<Service> {
   mkdirSync(config.dataDir, { recursive: true });
+  const lifecycle = new Lifecycle(log);
   const storageLog = log.child({ component: 'storage' });
   const spool = new Spool(join(config.dataDir, 'spool'), config.storage.spool.maxBytes);
   // Files left by the previous run, listed before the collector writes new ones.
@@ -69,7 +79,7 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
     () => Atomics.load(spool.sizeKiB, 0),
   );
   spool.onRelease = (kib) => collector.released(kib);
-  await collector.start();
+  await lifecycle.start({ name: 'collector', start: () => collector.start(), stop: () => collector.stop() });
   if (config.storage.nice > 0) {
     try {
       setPriority(config.storage.nice);
@@ -78,66 +88,91 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
     }
   }
 
-  let store: Store;
-  try {
-    store = await prepareStore(config, log);
-  } catch (error) {
-    await collector.stop();
-    throw error;
-  }
-  writer = new FlowWriter(store, spool, storageLog, {
+  const store = await lifecycle.open(
+    'store',
+    () => prepareStore(config, log),
+    (store) => store.close(),
+  );
+
+  const activeWriter = new FlowWriter(store, spool, storageLog, {
     maxBatchBytes: config.storage.batch.maxInsertRows * 160,
   });
-  for (const file of waiting) writer.enqueue(file);
+  writer = activeWriter;
+  for (const file of waiting) activeWriter.enqueue(file);
   if (recovered.files.length > 0 || recovered.discarded > 0) {
     storageLog.info(
       { files: recovered.files.length, incomplete: recovered.discarded },
       'inserting spool files left by the previous run',
     );
   }
-  writer.start();
-  const activeWriter = writer;
+  await lifecycle.start({
+    name: 'writer',
+    start: async () => activeWriter.start(),
+    stop: async () => {
+      // The collector stops first, so that its last chunks reach the spool and this writer.
+      await collector.stop();
+      // Give the store a few seconds to take what is queued; the rest stays in the spool for next time.
+      await Promise.race([activeWriter.drained(), new Promise((r) => setTimeout(r, 10_000).unref())]);
+      await activeWriter.stop(false);
+    },
+  });
 
-  let app: FastifyInstance | null = null;
+  let detection: Detection;
   try {
-    const metrics = createMetrics({
-      snapshot: () => collector.snapshot(),
-      writer: () => activeWriter.stats,
-      spoolBytes: () => spool.bytes,
-      collectorRestarts: () => collector.restarts,
-    });
-    activeWriter.onInsert = (_rows, seconds) => metrics.insertSeconds.observe(seconds);
-    app = await buildApp({
-      store,
-      collector,
-      metrics: metrics.registry,
-      log,
-      version: VERSION,
-      storage: () => ({ writer: activeWriter.stats, spoolBytes: spool.bytes }),
-    });
-    const { host, port } = parseHostPort(config.api.listen)!;
-    try {
-      await app.listen({ host, port });
-    } catch (error) {
-      throw new FlowsentryError(
-        'LISTEN_FAILED',
-        `FLOWSENTRY_LISTEN_HTTP: cannot listen on ${config.api.listen}: ${errorMessage(error)}`,
-      );
-    }
+    detection = createDetection(config, store, log);
   } catch (error) {
-    await app?.close();
-    await collector.stop();
-    await activeWriter.stop(false);
-    await store.close();
+    await lifecycle.stop();
     throw error;
   }
-  const address = app.server.address();
+  const scheduler = createScheduler(config, detection, () => activeWriter.horizon(), log, store);
+  await lifecycle.start(scheduler);
+
+  const metrics = createMetrics({
+    snapshot: () => collector.snapshot(),
+    writer: () => activeWriter.stats,
+    spoolBytes: () => spool.bytes,
+    collectorRestarts: () => collector.restarts,
+  });
+  activeWriter.onInsert = (_rows, seconds) => metrics.insertSeconds.observe(seconds);
+  const app = await lifecycle.open(
+    'api',
+    async () => {
+      const built = await buildApp({
+        store: store,
+        collector,
+        metrics: metrics.registry,
+        log,
+        version: VERSION,
+        storage: () => ({ writer: activeWriter.stats, spoolBytes: spool.bytes }),
+        detection,
+      });
+      const { host, port } = parseHostPort(config.api.listen)!;
+      try {
+        await built.listen({ host, port });
+      } catch (error) {
+        await built.close();
+        throw new FlowsentryError(
+          'LISTEN_FAILED',
+          `FLOWSENTRY_LISTEN_HTTP: cannot listen on ${config.api.listen}: ${errorMessage(error)}`,
+        );
+      }
+      return built;
+    },
+    (built) => built.close(),
+  );
+  const server = app.server;
+  const address = server.address();
   const httpAddress =
     typeof address === 'object' && address
       ? `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
       : config.api.listen;
   log.info(
-    { http: httpAddress, store: store.embedded ? store.path : 'server', version: VERSION },
+    {
+      http: httpAddress,
+      store: store.embedded ? store.path : 'server',
+      scheduler: scheduler.kind,
+      version: VERSION,
+    },
     'flowsentry started',
   );
 
@@ -146,14 +181,11 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
     httpAddress,
     collector,
     writer: activeWriter,
+    detection,
+    scheduler,
     stop() {
       stopped ??= (async () => {
-        await app.close();
-        await collector.stop();
-        // Give the store a few seconds to take what is queued; the rest stays in the spool for next time.
-        await Promise.race([activeWriter.drained(), new Promise((r) => setTimeout(r, 10_000).unref())]);
-        await activeWriter.stop(false);
-        await store.close();
+        await lifecycle.stop();
         log.info({ queuedRows: activeWriter.stats.queuedRows }, 'flowsentry stopped');
       })();
       return stopped;
