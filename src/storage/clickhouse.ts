@@ -117,12 +117,74 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** Runs a SELECT and returns its rows as objects. */
+export interface QueryOptions {
+  readonly params?: Record<string, unknown>;
+  /** Seconds after which the engine stops the query (max_execution_time); 0 or absent: no limit. */
+  readonly timeoutSeconds?: number;
+  /** Refuse anything but reads (readonly = 1): what detectors and the API run. */
+  readonly readonly?: boolean;
+  /** Further settings for this query only. */
+  readonly settings?: Readonly<Record<string, number | string>>;
+  /** Abandons the query (a server cancels it; the embedded engine may finish it in the background). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs a SELECT and returns its rows as objects of type T (JSONEachRow; 64-bit integers as numbers,
+ * times as ISO strings, the same from both backends). Parameters are ClickHouse query parameters
+ * (`{name:Type}` in the SQL), never spliced into the text.
+ *
+ * Per-query settings go into a SETTINGS clause appended to the statement, not into the client's
+ * settings: the embedded connection turns client settings into `SET` statements on its one session,
+ * where they would outlive the query (a readonly or a time limit meant for one detector query would
+ * then apply to the writer's inserts). `sql` must therefore end without a SETTINGS or FORMAT clause.
+ */
 export async function queryRows<T>(
   store: Store,
   query: string,
   params: Record<string, unknown> = {},
+  options: Omit<QueryOptions, 'params'> = {},
 ): Promise<T[]> {
-  const result = await store.client.query({ query, format: 'JSONEachRow', query_params: params });
+  const settings = querySettings(options);
+  const result = await store.client.query({
+    query: settings ? `${query.trimEnd().replace(/;$/, '')}\nSETTINGS ${settings}` : query,
+    format: 'JSONEachRow',
+    query_params: params,
+    ...(options.signal ? { abort_signal: options.signal } : {}),
+  });
   return (await result.json()) as T[];
+}
+
+/** queryRows with everything in one options object. */
+export function select<T>(store: Store, query: string, options: QueryOptions = {}): Promise<T[]> {
+  const { params = {}, ...rest } = options;
+  return queryRows<T>(store, query, params, rest);
+}
+
+function querySettings(options: Omit<QueryOptions, 'params'>): string {
+  const entries: Array<[string, number | string]> = [];
+  if (options.readonly) entries.push(['readonly', 1]);
+  if (options.timeoutSeconds && options.timeoutSeconds > 0) {
+    entries.push(['max_execution_time', options.timeoutSeconds]);
+    // Fail rather than return a partial result when the limit is reached.
+    entries.push(['timeout_overflow_mode', 'throw']);
+  }
+  for (const [name, value] of Object.entries(options.settings ?? {})) entries.push([name, value]);
+  return entries
+    .map(([name, value]) => {
+      if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`invalid setting name ${JSON.stringify(name)}`);
+      if (typeof value === 'number') {
+        if (!Number.isFinite(value)) throw new Error(`invalid value for setting ${name}`);
+        return `${name} = ${value}`;
+      }
+      return `${name} = '${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+    })
+    .join(', ');
+}
+
+/** Inserts rows given as objects (JSONEachRow): findings, runs, events; small volumes only. */
+export async function insertRows(store: Store, table: string, rows: readonly object[]): Promise<void> {
+  if (rows.length === 0) return;
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(table)) throw new Error(`invalid table name ${JSON.stringify(table)}`);
+  await store.client.insert({ table, values: rows as object[], format: 'JSONEachRow' });
 }
