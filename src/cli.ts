@@ -146,9 +146,9 @@ async function importCommand(args: string[]): Promise<number> {
   writer.start();
   let dropped = 0;
   const spoolChunk = () => {
-    const { bytes, rows } = encoder.take();
+    const { bytes, rows, minReceivedMs } = encoder.take();
     if (rows === 0) return;
-    const spooled = spool.write(bytes, rows);
+    const spooled = spool.write(bytes, rows, Date.now(), minReceivedMs);
     if (spooled) writer.enqueue(spooled);
     else dropped += rows;
   };

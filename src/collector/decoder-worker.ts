@@ -108,10 +108,10 @@ function handle(
 function flush(): void {
   chunkStartedMs = 0;
   if (encoder.rows === 0) return;
-  const { bytes, rows } = encoder.take();
+  const { bytes, rows, minReceivedMs } = encoder.take();
   let file: SpoolFile | null = null;
   try {
-    file = spool.write(bytes, rows);
+    file = spool.write(bytes, rows, Date.now(), minReceivedMs);
   } catch (error) {
     port.postMessage({ type: 'log', level: 'error', message: `spool write failed: ${errorMessage(error)}` });
   }

@@ -64,6 +64,8 @@ export class FlowWriter {
   private idleWaiters: Array<() => void> = [];
   private loop: Promise<void> | null = null;
   private busy = false;
+  /** The files of the INSERT under way (they count for the horizon until the store has them). */
+  private inFlight: SpoolFile[] = [];
   readonly stats: FlowWriterStats = {
     queuedFiles: 0,
     queuedRows: 0,
@@ -104,6 +106,19 @@ export class FlowWriter {
     this.loop = this.run();
   }
 
+  /**
+   * Epoch ms before which every record this writer was given is in the store: the earliest receive
+   * time among the files still queued or being inserted (`now` when there are none). Detector windows
+   * do not end past it, so a slow or unreachable store holds them back instead of letting them run
+   * over flows that have not arrived yet.
+   */
+  horizon(now = Date.now()): number {
+    let oldest = now;
+    for (const f of this.inFlight) oldest = Math.min(oldest, f.minReceivedMs);
+    for (const f of this.queue) oldest = Math.min(oldest, f.minReceivedMs);
+    return oldest;
+  }
+
   /** Resolves when everything enqueued so far is in the store (or set aside). */
   async drained(): Promise<void> {
     if (this.queue.length === 0 && !this.busy) return;
@@ -132,7 +147,9 @@ export class FlowWriter {
       }
       const batch = this.takeBatch();
       this.busy = true;
+      this.inFlight = batch;
       const remaining = await this.insertBatch(batch);
+      this.inFlight = [];
       this.busy = false;
       if (remaining.length > 0) {
         this.queue.unshift(...remaining);

@@ -13,6 +13,8 @@ const SATURATED = 0xffffffff;
  */
 export class RowBinaryEncoder implements FlowSink {
   rows = 0;
+  /** The earliest time_received (whole seconds) in the current chunk; Infinity while it is empty. */
+  private minReceivedS = Number.POSITIVE_INFINITY;
   private buf: Uint8Array;
   private view: DataView;
   private pos = 0;
@@ -35,10 +37,15 @@ export class RowBinaryEncoder implements FlowSink {
    * Returns the encoded rows and starts a new chunk in the same memory: the bytes are valid until the
    * next push (the spool writes them synchronously).
    */
-  take(): { bytes: Uint8Array; rows: number } {
-    const out = { bytes: this.buf.subarray(0, this.pos), rows: this.rows };
+  take(): { bytes: Uint8Array; rows: number; minReceivedMs: number } {
+    const out = {
+      bytes: this.buf.subarray(0, this.pos),
+      rows: this.rows,
+      minReceivedMs: this.minReceivedS * 1000,
+    };
     this.pos = 0;
     this.rows = 0;
+    this.minReceivedS = Number.POSITIVE_INFINITY;
     return out;
   }
 
@@ -53,6 +60,7 @@ export class RowBinaryEncoder implements FlowSink {
     const b = this.buf;
     let p = this.pos;
     let x = Math.floor(row.timeReceivedMs / 1000);
+    if (x < this.minReceivedS) this.minReceivedS = x;
     v.setUint32(p, x, true);
     // DateTime64(3): Int64 milliseconds; the normaliser keeps them in [0, MAX_TIME_MS].
     x = row.flowStartMs;

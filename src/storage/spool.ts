@@ -29,6 +29,11 @@ export interface SpoolFile {
   readonly name: string;
   readonly rows: number;
   readonly bytes: number;
+  /**
+   * The earliest receive time of its rows (epoch ms); 0 when unknown (files recovered after a
+   * restart), which holds detector windows back until the file is in the store.
+   */
+  readonly minReceivedMs: number;
 }
 
 export class Spool {
@@ -58,7 +63,7 @@ export class Spool {
   }
 
   /** Writes one chunk; returns null (nothing written) when the spool is full. */
-  write(bytes: Uint8Array, rows: number, nowMs = Date.now()): SpoolFile | null {
+  write(bytes: Uint8Array, rows: number, nowMs = Date.now(), minReceivedMs = 0): SpoolFile | null {
     const kib = Math.ceil(bytes.byteLength / 1024);
     if ((Atomics.load(this.sizeKiB, 0) + kib) * 1024 > this.maxBytes) return null;
     Atomics.add(this.sizeKiB, 0, kib);
@@ -80,7 +85,13 @@ export class Spool {
       rmSync(tmp, { force: true });
       throw error;
     }
-    return { path, name, rows, bytes: bytes.byteLength };
+    return {
+      path,
+      name,
+      rows,
+      bytes: bytes.byteLength,
+      minReceivedMs: Number.isFinite(minReceivedMs) ? minReceivedMs : 0,
+    };
   }
 
   /** Removes a file the store now holds. */
@@ -124,7 +135,7 @@ export class Spool {
       }
       if (!NAME.test(name)) continue;
       const bytes = statSync(path).size;
-      files.push({ path, name, bytes, rows: Math.floor(bytes / MAX_ROW_BYTES) });
+      files.push({ path, name, bytes, rows: Math.floor(bytes / MAX_ROW_BYTES), minReceivedMs: 0 });
     }
     files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const f of files) Atomics.add(this.sizeKiB, 0, Math.ceil(f.bytes / 1024));
