@@ -10,7 +10,11 @@ export type ErrorCode =
   | 'STORAGE_UNAVAILABLE'
   | 'STORAGE_INSERT_FAILED'
   | 'MIGRATION_FAILED'
-  | 'LISTEN_FAILED';
+  | 'LISTEN_FAILED'
+  | 'DETECTOR_UNKNOWN'
+  | 'FINDING_NOT_FOUND'
+  | 'RUN_CANCELLED'
+  | 'SCHEDULER_UNAVAILABLE';
 
 const brand = Symbol.for('flowsentry.error');
 

@@ -127,21 +127,54 @@ const api = z
 
 const scheduler = z
   .strictObject({
-    /** redis:// URL: scheduling moves to BullMQ (reserved for the detector issue). */
+    /** redis:// URL: detector scheduling moves to BullMQ, shared by every process on that Redis. */
     redisUrl: z
       .string()
       .refine((s) => s === '' || /^rediss?:\/\/./.test(s), {
         message: 'expected redis://host:port or rediss://',
       })
       .default(''),
+    /** Key prefix in Redis (one per flowsentry deployment sharing a Redis). */
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . -')
+      .default('flowsentry'),
   })
   .prefault({});
+
+const allowlist = z
+  .strictObject({
+    /** Findings whose source is in these CIDRs are dropped (a vulnerability scanner, a monitoring probe). */
+    src: z.array(cidr).default([]),
+    /** Findings whose destination is in these CIDRs are dropped (a backup target, a sanctioned resolver). */
+    dst: z.array(cidr).default([]),
+  })
+  .prefault({});
+
+/** Per-detector overrides; the detector's own schema validates `params` at start-up. */
+const detectorSettings = z.strictObject({
+  enabled: z.boolean().optional(),
+  intervalSeconds: positiveInt(10, 86_400).optional(),
+  lookbackSeconds: positiveInt(10, 7 * 86_400).optional(),
+  cooldownSeconds: positiveInt(0, 30 * 86_400).optional(),
+  params: z.record(z.string(), z.unknown()).optional(),
+  allowlist: allowlist.optional(),
+});
 
 const detection = z
   .strictObject({
     internalNetworks: z.array(cidr).default(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']),
-    /** Indicator files or URLs (reserved for the threat-intel detector). */
+    /** Indicator files: IP addresses and CIDRs, one a line, `#` comments; re-read when they change. */
     threatIntel: z.array(z.string().min(1)).default([]),
+    /** Scheduled windows end this many seconds in the past (flows still on their way to storage). */
+    lagSeconds: positiveInt(0, 3_600).default(15),
+    /** A detector query running longer than this is stopped and the run counted as failed. */
+    queryTimeoutSeconds: positiveInt(1, 3_600).default(120),
+    /** Detector runs at once in this process (they share the CPU with ingest). */
+    concurrency: positiveInt(1, 16).default(1),
+    /** For every detector. */
+    allowlist,
+    detectors: z.record(z.string(), detectorSettings).default({}),
   })
   .prefault({});
 
