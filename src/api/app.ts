@@ -13,10 +13,17 @@ import {
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { CollectorSnapshot, ListenerStatus } from '../collector/collector.js';
+import { isFlowsentryError } from '../common/errors.js';
 import { canonicalAddress } from '../common/ip.js';
 import type { Logger } from '../common/logger.js';
+import type { DetectionEngine } from '../detect/engine.js';
+import type { RunLog } from '../detect/runs.js';
+import type { FindingStore } from '../findings/store.js';
 import { queryRows, type Store } from '../storage/clickhouse.js';
 import type { FlowWriterStats } from '../storage/flow-writer.js';
+import { detectorsRoutes } from './detectors.js';
+import { findingsRoutes } from './findings.js';
+import { ApiError, errorBody, isoTime } from './types.js';
 
 export interface ApiDeps {
   readonly store: Store;
@@ -29,12 +36,23 @@ export interface ApiDeps {
   readonly version: string;
   /** The writer's queue and insert counters, and the spool's size on disk. */
   readonly storage: () => { writer: FlowWriterStats; spoolBytes: number };
+  /** Detection: the findings and detector endpoints (absent: they are not served). */
+  readonly detection?: {
+    readonly engine: DetectionEngine;
+    readonly runs: RunLog;
+    readonly findings: FindingStore;
+  };
 }
 
-const isoTime = z.iso.datetime({
-  offset: true,
-  message: 'expected an ISO 8601 time such as 2026-11-23T10:00:00Z',
-});
+/** Status of the project's own error codes when they reach the API (a coded error is never a 500). */
+const CODE_STATUS: Partial<Record<string, [number, string]>> = {
+  CONFIG_INVALID: [400, 'bad_request'],
+  DETECTOR_UNKNOWN: [404, 'not_found'],
+  FINDING_NOT_FOUND: [404, 'not_found'],
+  RUN_CANCELLED: [409, 'cancelled'],
+  STORAGE_UNAVAILABLE: [503, 'unavailable'],
+  SCHEDULER_UNAVAILABLE: [503, 'unavailable'],
+};
 
 const summaryQuery = z
   .strictObject({
@@ -49,8 +67,6 @@ const summaryQuery = z
     message: '`from` must be before `to`',
     path: ['to'],
   });
-
-const errorBody = z.object({ error: z.string(), message: z.string() });
 
 const exporterItem = z.object({
   address: z.string(),
@@ -96,6 +112,14 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
         return `${field ? `${field}: ` : ''}${v.message}`;
       });
       return reply.code(400).send({ error: 'bad_request', message: details.join('; ') });
+    }
+    if (error instanceof ApiError) {
+      return reply.code(error.statusCode).send({ error: error.code, message: error.message });
+    }
+    if (isFlowsentryError(error)) {
+      const [status, code] = CODE_STATUS[error.code] ?? [500, 'internal_error'];
+      if (status >= 500) request.log.error({ err: error }, 'request failed');
+      return reply.code(status).send({ error: code, message: error.message });
     }
     const status = typeof error.statusCode === 'number' && error.statusCode >= 400 ? error.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'request failed');
@@ -207,6 +231,11 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       storage: deps.storage(),
     };
   });
+
+  if (deps.detection) {
+    findingsRoutes(api, { store: deps.store, findings: deps.detection.findings });
+    detectorsRoutes(api, { engine: deps.detection.engine, runs: deps.detection.runs });
+  }
 
   return app;
 }
