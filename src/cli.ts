@@ -9,9 +9,7 @@ import { ENVIRONMENT, loadConfig } from './config/index.js';
 import { collectFlow, Decoder, type FlowRow } from './decoder/index.js';
 import { prepareStore, startService, VERSION } from './main.js';
 import { readUdpDatagrams, type UdpDatagram } from './pcap/pcap.js';
-import { FlowWriter } from './storage/flow-writer.js';
-import { RowBinaryEncoder } from './storage/row-binary.js';
-import { Spool } from './storage/spool.js';
+import { DatagramImporter } from './storage/importer.js';
 
 const HELP = `flowsentry ${VERSION}: a network security monitor on NetFlow v5/v9 and IPFIX
 
@@ -139,30 +137,25 @@ async function importCommand(args: string[]): Promise<number> {
   const { config, log } = setup();
   const datagrams = readUdpDatagrams(file).filter(portFilter(values.port));
   const store = await prepareStore(config, log);
-  const spool = new Spool(join(config.dataDir, 'spool', 'import'), config.storage.spool.maxBytes);
-  const writer = new FlowWriter(store, spool, log.child({ component: 'storage' }), {
-    maxBatchBytes: config.storage.batch.maxInsertRows * 160,
-  });
-  writer.start();
-  let dropped = 0;
-  const spoolChunk = () => {
-    const { bytes, rows, minReceivedMs } = encoder.take();
-    if (rows === 0) return;
-    const spooled = spool.write(bytes, rows, Date.now(), minReceivedMs);
-    if (spooled) writer.enqueue(spooled);
-    else dropped += rows;
-  };
-  const encoder: RowBinaryEncoder = new RowBinaryEncoder(config.storage.batch.maxRows * 160, spoolChunk);
-  const decoder = new Decoder(encoder, { compile: config.decoder.compile });
+  const importer = new DatagramImporter(
+    store,
+    join(config.dataDir, 'spool', 'import'),
+    {
+      maxRows: config.storage.batch.maxRows,
+      maxInsertRows: config.storage.batch.maxInsertRows,
+      spoolMaxBytes: config.storage.spool.maxBytes,
+      decoder: { compile: config.decoder.compile },
+    },
+    log.child({ component: 'storage' }),
+  );
   const now = Date.now();
   // Rows are expired by time_received: a capture older than the retention would vanish at the next merge.
   const expiresBefore = now - config.storage.retention.flowsDays * 86_400_000;
   let expiring = 0;
   for (const d of datagrams) {
     const received = values['received-now'] ? now : d.timeMs;
-    const before = decoder.counters.records;
-    decoder.decode(decoder.exporter(d.srcAddress), d.payload, received);
-    if (received < expiresBefore) expiring += decoder.counters.records - before;
+    const records = importer.add(d.srcAddress, d.payload, received);
+    if (received < expiresBefore) expiring += records;
   }
   if (expiring > 0) {
     process.stderr.write(
@@ -171,24 +164,21 @@ async function importCommand(args: string[]): Promise<number> {
         'or raise the retention first.\n',
     );
   }
-  spoolChunk();
-  await writer.drained();
-  await writer.stop(false);
+  const result = await importer.finish();
   await store.close();
-  const errors = decoder.streams().reduce((s, x) => s + x.decode_errors, 0);
   process.stdout.write(
     `${JSON.stringify({
       file,
       datagrams: datagrams.length,
-      records: decoder.counters.records,
-      stored: writer.stats.insertedRows,
-      decode_errors: errors,
-      dropped,
+      records: result.records,
+      stored: result.stored,
+      decode_errors: result.decodeErrors,
+      dropped: result.dropped,
       expiring,
-      exporters: decoder.streams().filter((s) => s.version !== 0).length,
+      exporters: result.exporters,
     })}\n`,
   );
-  return writer.stats.insertedRows === decoder.counters.records ? 0 : 1;
+  return result.stored === result.records ? 0 : 1;
 }
 
 async function decodeCommand(args: string[]): Promise<number> {
