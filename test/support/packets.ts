@@ -143,28 +143,32 @@ export class TrafficBuilder {
     const think = s.thinkUs ?? gap;
     const mss = s.mss ?? 1448;
     let t = s.t;
+    const step = (): number => {
+      t += gap;
+      return t;
+    };
     const c = { src: s.client, dst: s.server, proto: TCP, sport: s.sport, dport: s.dport };
     const r = { src: s.server, dst: s.client, proto: TCP, sport: s.dport, dport: s.sport };
     this.packet({ ...c, t, flags: SYN });
-    this.packet({ ...r, t: (t += gap), flags: SYN | ACK });
-    this.packet({ ...c, t: (t += gap), flags: ACK });
+    this.packet({ ...r, t: step(), flags: SYN | ACK });
+    this.packet({ ...c, t: step(), flags: ACK });
     for (const [i, x] of (s.exchanges ?? []).entries()) {
       if (i > 0) t += think;
       for (let left = x.up; left > 0; left -= mss) {
-        this.packet({ ...c, t: (t += gap), flags: PSH | ACK, payload: Math.min(mss, left) });
+        this.packet({ ...c, t: step(), flags: PSH | ACK, payload: Math.min(mss, left) });
       }
       for (let left = x.down, n = 0; left > 0; left -= mss, n++) {
-        this.packet({ ...r, t: (t += gap), flags: PSH | ACK, payload: Math.min(mss, left) });
+        this.packet({ ...r, t: step(), flags: PSH | ACK, payload: Math.min(mss, left) });
         if (n % 2 === 1) this.packet({ ...c, t: t + gap / 2, flags: ACK });
       }
     }
     const close = s.close ?? 'fin';
     if (close === 'fin') {
-      this.packet({ ...c, t: (t += gap), flags: FIN | ACK });
-      this.packet({ ...r, t: (t += gap), flags: FIN | ACK });
-      this.packet({ ...c, t: (t += gap), flags: ACK });
+      this.packet({ ...c, t: step(), flags: FIN | ACK });
+      this.packet({ ...r, t: step(), flags: FIN | ACK });
+      this.packet({ ...c, t: step(), flags: ACK });
     } else if (close === 'rst') {
-      this.packet({ ...r, t: (t += gap), flags: RST | ACK });
+      this.packet({ ...r, t: step(), flags: RST | ACK });
     }
     return t;
   }
