@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import dgram from 'node:dgram';
+import http from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorMessage, FlowsentryError, isFlowsentryError } from './common/errors.js';
@@ -7,6 +8,7 @@ import { parseHostPort } from './common/ip.js';
 import { createLogger, type Logger } from './common/logger.js';
 import { ENVIRONMENT, loadConfig } from './config/index.js';
 import { collectFlow, Decoder, type FlowRow } from './decoder/index.js';
+import { createDetection } from './detect/index.js';
 import { prepareStore, startService, VERSION } from './main.js';
 import { readUdpDatagrams, type UdpDatagram } from './pcap/pcap.js';
 import { DatagramImporter } from './storage/importer.js';
@@ -29,6 +31,13 @@ Commands:
       --from <ip>            Source address to send from (e.g. 127.0.0.2, to appear as another exporter).
       --port <n>             Only datagrams sent to this UDP port (repeatable).
       --loop <n>             Send the capture n times (default 1).
+  detect --from <ISO> --to <ISO>
+                             Run the detectors over a past interval of traffic (the flows whose own times
+                             fall in it, whenever they were received) and print the run's summary as JSON.
+                             When \`serve\` is running on this configuration, the run is handed to it
+                             (POST /api/v1/detections/run); otherwise the store is opened here.
+      --detector <id,...>    Only these detectors (default: every enabled one).
+      --no-forward           Do not forward the findings of this run to the SIEM.
   decode <file.pcap>         Print the flows a capture decodes to, one JSON object per line, and the decoder
                              counters on stderr (nothing is stored).
       --port <n>             Only datagrams sent to this UDP port (repeatable).
@@ -66,6 +75,8 @@ async function main(argv: string[]): Promise<number> {
       return replayCommand(rest);
     case 'decode':
       return decodeCommand(rest);
+    case 'detect':
+      return detectCommand(rest);
     default:
       throw new FlowsentryError('CLI_USAGE', `unknown command "${command}"; see flowsentry --help`);
   }
@@ -179,6 +190,124 @@ async function importCommand(args: string[]): Promise<number> {
     })}\n`,
   );
   return result.stored === result.records ? 0 : 1;
+}
+
+function isoArgument(value: string | undefined, name: string): number {
+  const ms = value === undefined ? Number.NaN : Date.parse(value);
+  if (value === undefined || !/^\d{4}-\d{2}-\d{2}T/.test(value) || !Number.isFinite(ms)) {
+    throw new FlowsentryError(
+      'CLI_USAGE',
+      `--${name}: expected an ISO 8601 time such as 2026-11-23T10:00:00Z`,
+    );
+  }
+  return ms;
+}
+
+async function detectCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      detector: { type: 'string', multiple: true },
+      'no-forward': { type: 'boolean' },
+    },
+  });
+  const from = isoArgument(values.from, 'from');
+  const to = isoArgument(values.to, 'to');
+  if (from >= to) throw new FlowsentryError('CLI_USAGE', '--to must be after --from');
+  const detectors = values.detector
+    ?.flatMap((d) => d.split(','))
+    .map((d) => d.trim())
+    .filter(Boolean);
+  const { config, log } = setup();
+  const request = {
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    ...(detectors && detectors.length > 0 ? { detectors } : {}),
+    forward: !values['no-forward'],
+  };
+  const handed = await handToService(config, request);
+  if (handed !== null) {
+    process.stdout.write(`${JSON.stringify(handed.body)}\n`);
+    return handed.status === 200 ? 0 : 1;
+  }
+  const store = await prepareStore(config, log);
+  try {
+    const { engine } = createDetection(config, store, log);
+    for (const id of detectors ?? []) {
+      if (!engine.detectors.has(id)) {
+        throw new FlowsentryError(
+          'CLI_USAGE',
+          `--detector: no detector "${id}" (known: ${[...engine.detectors.keys()].join(', ')})`,
+        );
+      }
+    }
+    const tty = process.stderr.isTTY;
+    const result = await engine.backfill({
+      from,
+      to,
+      detectors,
+      forward: request.forward,
+      onProgress: tty
+        ? (done, total, id) => process.stderr.write(`\r\x1b[Kdetect: ${done}/${total} windows (${id})`)
+        : undefined,
+    });
+    if (tty) process.stderr.write('\n');
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return result.detectors.some((d) => d.errors.length > 0) ? 1 : 0;
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * With the embedded store, only one process can open the data directory: when `serve` answers on the
+ * configured API address, the backfill runs there (through the API) instead of failing on the lock.
+ * Returns null when no service answers.
+ */
+async function handToService(
+  config: ReturnType<typeof loadConfig>['config'],
+  body: Record<string, unknown>,
+): Promise<{ status: number; body: unknown } | null> {
+  const target = parseHostPort(config.api.listen);
+  if (!target) return null;
+  const host = target.host === '0.0.0.0' ? '127.0.0.1' : target.host === '::' ? '::1' : target.host;
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (config.api.token) headers.authorization = `Bearer ${config.api.token}`;
+  const request = (method: string, path: string, payload?: string, timeoutMs = 0) =>
+    new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = http.request(
+        { host, port: target.port, method, path, headers: payload ? headers : {}, timeout: timeoutMs },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            text += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  try {
+    const health = await request('GET', '/healthz', undefined, 2_000);
+    if (!health.text.includes('"storage_engine"')) return null;
+  } catch {
+    return null;
+  }
+  process.stderr.write(`detect: handing the run to the service at ${config.api.listen}\n`);
+  // No timeout: the service answers when the run is done.
+  const answer = await request('POST', '/api/v1/detections/run', JSON.stringify(body));
+  let parsed: unknown = answer.text;
+  try {
+    parsed = JSON.parse(answer.text);
+  } catch {
+    // Not JSON: print it as it came.
+  }
+  return { status: answer.status, body: parsed };
 }
 
 async function decodeCommand(args: string[]): Promise<number> {

@@ -60,8 +60,24 @@ export async function openStore(config: ClickHouseConfig, dataDir: string): Prom
       { cause: error },
     );
   }
+  let connection: unknown;
+  try {
+    connection = createChdbConnection({ path });
+  } catch (error) {
+    // chDB reports a data directory locked by another process only on stderr ("Cannot lock file
+    // .../status"); the error itself says it could not connect.
+    const locked = (error as { code?: unknown }).code === 'CHDB_CONNECTION';
+    throw new FlowsentryError(
+      locked ? 'STORAGE_LOCKED' : 'STORAGE_UNAVAILABLE',
+      locked
+        ? `cannot open the embedded store at ${path}: another process holds it (a running \`flowsentry serve\`?); ` +
+            'stop it, or point every process at one ClickHouse server (CLICKHOUSE_URL)'
+        : `embedded ClickHouse at ${path}: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
   const client = createClient({
-    connection: createChdbConnection({ path }),
+    connection,
     clickhouse_settings: COMMON_SETTINGS,
     log: { level: ClickHouseLogLevel.OFF },
   } as Parameters<typeof createClient>[0]);
