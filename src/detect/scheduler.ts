@@ -112,25 +112,30 @@ export class InProcessScheduler implements Scheduler {
       const id = this.queue.shift()!;
       this.queued.delete(id);
       this.active.add(id);
+      let next: number | null = RETRY_MIN_MS;
       const job: Promise<void> = this.runOne(id)
+        .then((delay) => {
+          next = delay;
+        })
         .catch((error: unknown) =>
           this.log.error({ detector: id, err: errorMessage(error) }, 'scheduler error'),
         )
         .finally(() => {
           this.running.delete(job);
           this.active.delete(id);
+          // Planned only now that the detector is no longer active, so that plan() takes it.
+          if (next === 0) this.plan(id);
+          else if (next !== null) this.after(id, next);
           this.pump();
         });
       this.running.add(job);
     }
   }
 
-  private async runOne(id: string): Promise<void> {
+  /** Runs the detector's due window; returns the delay before planning it again (null: stopped). */
+  private async runOne(id: string): Promise<number | null> {
     const decision = this.engine.nextWindow(id, this.watermarks.get(id) ?? null, Date.now(), this.horizon());
-    if (!decision.due) {
-      this.after(id, decision.retryAt - Date.now());
-      return;
-    }
+    if (!decision.due) return Math.max(100, decision.retryAt - Date.now());
     let error: string | null;
     try {
       error = (await this.engine.runWindow(id, decision.window, { signal: this.abort.signal })).error;
@@ -139,15 +144,14 @@ export class InProcessScheduler implements Scheduler {
       error = errorMessage(e);
       this.log.warn({ detector: id, err: error }, 'detector window not recorded; will retry');
     }
-    if (this.stopped) return;
+    if (this.stopped) return null;
     if (error === null) {
       this.watermarks.set(id, decision.window.to);
       this.failures.delete(id);
-      this.plan(id);
-    } else {
-      const n = (this.failures.get(id) ?? 0) + 1;
-      this.failures.set(id, n);
-      this.after(id, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (n - 1)));
+      return 0;
     }
+    const n = (this.failures.get(id) ?? 0) + 1;
+    this.failures.set(id, n);
+    return Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (n - 1));
   }
 }
