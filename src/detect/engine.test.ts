@@ -4,7 +4,6 @@ import { DetectionHarness, trafficBase } from '../../test/support/detection.js';
 import { TrafficBuilder } from '../../test/support/packets.js';
 import { queryRows } from '../storage/clickhouse.js';
 import { defineDetector } from './detector.js';
-import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 import { InProcessScheduler } from './scheduler.js';
 
 /**
@@ -266,4 +265,3 @@ describe('detection engine', () => {
   });
 });
 
-export { verticalPortScan };
