@@ -264,4 +264,3 @@ describe('detection engine', () => {
     expect(Number(flows)).toBe(200);
   });
 });
-
