@@ -67,6 +67,7 @@ const exporterItem = z.object({
   sequence_resets: z.number(),
   templates: z.number(),
   sampling_rate_unknown: z.number(),
+  sampling_unresolved: z.number(),
   pending_decoded_sets: z.number(),
   pending_dropped_sets: z.number(),
   time_base_unknown: z.number(),

@@ -112,6 +112,7 @@ export const DECODE_EVENTS = [
   'templates_compiled',
   'compile_fallback',
   'sampling_rate_unknown',
+  'sampling_unresolved',
   'time_base_unknown',
   'time_out_of_range',
 ] as const;
@@ -135,6 +136,8 @@ export interface StreamSnapshot {
   sequence_resets: number;
   templates: number;
   sampling_rate_unknown: number;
+  /** Options records naming a selector algorithm whose rate cannot be derived (RFC 5477 elements). */
+  sampling_unresolved: number;
   /** Data sets that arrived before their template: decoded when it came, or dropped when it did not. */
   pending_decoded_sets: number;
   pending_dropped_sets: number;
@@ -358,6 +361,7 @@ export class Decoder {
           sequence_resets: s.sequence.resets,
           templates: s.templates.size,
           sampling_rate_unknown: s.stats.samplingRateUnknown,
+          sampling_unresolved: s.stats.samplingUnresolved,
           pending_decoded_sets: s.stats.pendingDecodedSets,
           pending_dropped_sets: s.stats.pendingDroppedSets,
           time_base_unknown: s.stats.timeBaseUnknown,
@@ -756,7 +760,12 @@ export class Decoder {
         ) {
           values.set(
             field.id,
-            field.id === 311 && length === 8 ? view.getFloat64(q) : readUnsigned(view, q, length),
+            // samplingProbability is a float64, sent reduced to a float32 by some (RFC 7011 §6.2).
+            field.id === 311 && length === 8
+              ? view.getFloat64(q)
+              : field.id === 311 && length === 4
+                ? view.getFloat32(q)
+                : readUnsigned(view, q, length),
           );
         }
         q += length;
@@ -778,6 +787,13 @@ export class Decoder {
     const init = values.get(160);
     if (init !== undefined && init > 0) stream.sysInitMs = init;
     const rate = samplingRateOf(values);
+    if (rate < 0) {
+      // A selector whose algorithm or parameters give no rate: its records are counted as
+      // sampling_rate_unknown when they name it; this counts the announcement itself.
+      this.counters.sampling_unresolved++;
+      stream.stats.samplingUnresolved++;
+      return;
+    }
     if (rate === 0) return;
     const id = values.get(48) ?? values.get(302);
     if (id === undefined) {
@@ -1168,8 +1184,30 @@ export class Decoder {
   }
 }
 
-/** Sampling rate from options values: packet interval/space, interval, random interval, n-of-N, probability. */
+/**
+ * Sampling rate from options values: ≥ 1, 0 when the values carry no sampling information, -1 when
+ * they name a selector algorithm whose rate cannot be derived from them.
+ *
+ * With selectorAlgorithm (IE 304) the algorithm chooses the elements (RFC 5476, Selector Report
+ * Interpretation; elements of RFC 5477; algorithm numbers from the IANA PSAMP registry) and nothing
+ * else is read: Cisco sends samplingPacketInterval 1 beside samplingSize/samplingPopulation for random
+ * sampling, which must not be taken as 1-in-1.
+ * - 1 systematic count-based: (samplingPacketInterval + samplingPacketSpace) / samplingPacketInterval;
+ * - 2 systematic time-based: (samplingTimeInterval + samplingTimeSpace) / samplingTimeInterval, the
+ *   share of time selected, which is the share of packets when arrivals do not follow the schedule;
+ * - 3 random n-out-of-N: samplingPopulation / samplingSize;
+ * - 4 uniform probabilistic: 1 / samplingProbability;
+ * - 5 property match filtering: 1, every matching packet is selected (RFC 5475);
+ * - 6-8 hash-based filtering: the hash output range over the selected range, the expected share of
+ *   packets whose hash falls in the selected range (how RFC 5475 has hash-based selection emulate
+ *   random sampling);
+ * - anything else (0 is reserved, 9 and up unassigned), or parameters missing or out of range: -1.
+ * Without IE 304: packet interval/space, samplingInterval (34), samplerRandomInterval (50), n-of-N,
+ * probability, in that order.
+ */
 export function samplingRateOf(values: ReadonlyMap<number, number>): number {
+  const algorithm = values.get(304);
+  if (algorithm !== undefined) return selectorRate(algorithm, values);
   const interval = values.get(305);
   const space = values.get(306);
   if (interval !== undefined && interval > 0) return Math.round((interval + (space ?? 0)) / interval);
@@ -1177,10 +1215,54 @@ export function samplingRateOf(values: ReadonlyMap<number, number>): number {
     const v = values.get(id);
     if (v !== undefined && v >= 1) return v;
   }
-  const size = values.get(309);
-  const population = values.get(310);
-  if (size !== undefined && population !== undefined && size > 0) return Math.round(population / size);
+  const nOfN = ratio(values.get(310), values.get(309));
+  if (nOfN > 0) return nOfN;
   const probability = values.get(311);
   if (probability !== undefined && probability > 0 && probability <= 1) return Math.round(1 / probability);
   return 0;
+}
+
+function selectorRate(algorithm: number, values: ReadonlyMap<number, number>): number {
+  let rate = 0;
+  switch (algorithm) {
+    case 1:
+    case 2: {
+      const interval = values.get(algorithm === 1 ? 305 : 307);
+      const space = values.get(algorithm === 1 ? 306 : 308);
+      if (space !== undefined) rate = ratio((interval ?? 0) + space, interval);
+      break;
+    }
+    case 3:
+      rate = ratio(values.get(310), values.get(309));
+      break;
+    case 4: {
+      const probability = values.get(311);
+      if (probability !== undefined && probability > 0 && probability <= 1)
+        rate = Math.round(1 / probability);
+      break;
+    }
+    case 5:
+      rate = 1;
+      break;
+    case 6:
+    case 7:
+    case 8: {
+      const outMin = values.get(329);
+      const outMax = values.get(330);
+      const selMin = values.get(331);
+      const selMax = values.get(332);
+      if (outMin !== undefined && outMax !== undefined && selMin !== undefined && selMax !== undefined) {
+        if (selMin >= outMin && selMax <= outMax && selMax >= selMin)
+          rate = ratio(outMax - outMin + 1, selMax - selMin + 1);
+      }
+      break;
+    }
+  }
+  return rate >= 1 ? rate : -1;
+}
+
+/** whole / part rounded, when both are known, part ≥ 1 and whole ≥ part; else 0. */
+function ratio(whole: number | undefined, part: number | undefined): number {
+  if (whole === undefined || part === undefined || !(part >= 1) || !(whole >= part)) return 0;
+  return Math.round(whole / part);
 }

@@ -19,6 +19,7 @@ export interface StreamStats {
   pendingDecodedSets: number;
   pendingDroppedSets: number;
   samplingRateUnknown: number;
+  samplingUnresolved: number;
   timeBaseUnknown: number;
   firstSeenMs: number;
   lastSeenMs: number;
@@ -60,6 +61,7 @@ export class Stream {
       pendingDecodedSets: 0,
       pendingDroppedSets: 0,
       samplingRateUnknown: 0,
+      samplingUnresolved: 0,
       timeBaseUnknown: 0,
       firstSeenMs: nowMs,
       lastSeenMs: nowMs,
