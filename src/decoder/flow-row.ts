@@ -292,7 +292,11 @@ function timeValue(source: number, start: boolean, f: RecordFields, ctx: PacketC
         // few ms after the header lands a few ms after the export time instead of 49 days before it.
         return ctx.exportMs - ((ctx.sysUptimeMs - uptime) | 0);
       }
-      if (ctx.sysInitMs > 0) return ctx.sysInitMs + uptime;
+      // IPFIX has no sysUpTime in its header; IE 21/22 count from systemInitTimeMilliseconds (IANA
+      // registry): the record's own IE 160 (Huawei NetStream sends it in every data record), else
+      // the one from options data.
+      const init = f.systemInitTimeMilliseconds > 0 ? f.systemInitTimeMilliseconds : ctx.sysInitMs;
+      if (init > 0) return init + uptime;
       ctx.timeBaseUnknown++;
       return ctx.exportMs;
     }

@@ -1,0 +1,69 @@
+import { describe, expect, test } from 'vitest';
+import { dateToMs, secondsToMs } from '../../test/support/tshark.js';
+import { field, TSHARK_MISSING, tsharkExportRecords } from '../../test/support/tshark-records.js';
+import { type ExportField, ExportPacketBuilder, encodeRecord } from '../export/packet-builder.js';
+import { CollectingSink } from './collecting-sink.js';
+import { Decoder } from './decoder.js';
+
+const T0 = Date.UTC(2026, 10, 23, 10, 0, 0);
+const SECS = T0 / 1000;
+const F = (id: number, length: number, enterprise = 0): ExportField => ({ id, length, enterprise });
+
+function decodeAll(packets: readonly Uint8Array[], compile = true) {
+  const sink = new CollectingSink();
+  const decoder = new Decoder(sink, { compile });
+  const exporter = decoder.exporter('192.0.2.10');
+  for (const p of packets) decoder.decode(exporter, p, T0);
+  return { sink, decoder };
+}
+
+describe('systemInitTimeMilliseconds (IE 160) inside data records (Huawei NetStream)', () => {
+  // src, dst, proto, bytes, packets, flowStartSysUpTime, flowEndSysUpTime, systemInitTimeMilliseconds
+  const fields = [F(8, 4), F(12, 4), F(4, 1), F(1, 4), F(2, 4), F(22, 4), F(21, 4), F(160, 8)];
+  // Two boards of one device restarted at different times, each record with its own init time.
+  const BOOT_A = T0 - 3_600_000;
+  const BOOT_B = T0 - 86_400_000;
+  const packets = () => {
+    const init = { id: 400, scopeCount: 1, fields: [F(144, 4), F(160, 8)] };
+    return [
+      new ExportPacketBuilder(10, 5)
+        .templates([{ id: 256, fields }])
+        .data(256, [
+          encodeRecord(fields, ['10.0.0.1', '10.0.0.2', 6, 100, 1, 1_000, 2_000, BOOT_A]),
+          encodeRecord(fields, ['10.0.0.3', '10.0.0.4', 17, 200, 2, 86_000_000, 86_399_000, BOOT_B]),
+        ])
+        .build({ exportSecs: SECS, sequence: 0 }),
+      // Options data announcing another init time: a record's own IE 160 still wins for that record.
+      new ExportPacketBuilder(10, 5)
+        .optionsTemplates([init])
+        .data(400, [encodeRecord(init.fields, [1, T0 - 60_000])])
+        .data(256, [encodeRecord(fields, ['10.0.0.5', '10.0.0.6', 6, 300, 3, 5_000, 6_000, BOOT_A])])
+        .build({ exportSecs: SECS, sequence: 2 }),
+    ];
+  };
+  const expected = [
+    [BOOT_A + 1_000, BOOT_A + 2_000],
+    [BOOT_B + 86_000_000, BOOT_B + 86_399_000],
+    [BOOT_A + 5_000, BOOT_A + 6_000],
+  ];
+
+  test('each record is anchored at its own init time; no time_base_unknown', () => {
+    for (const compile of [true, false]) {
+      const { sink, decoder } = decodeAll(packets(), compile);
+      expect(sink.flows.map((f) => [f.flow_start, f.flow_end])).toEqual(expected);
+      expect(decoder.counters.time_base_unknown).toBe(0);
+      expect(decoder.streams()[0]!.time_base_unknown).toBe(0);
+    }
+  });
+
+  test.skipIf(TSHARK_MISSING !== null)('tshark: system init time plus the relative start/end', () => {
+    const records = tsharkExportRecords(packets()).filter((r) => r.setId === 256);
+    expect(
+      records.map((r) => {
+        const init = dateToMs(field(r.fields, 'cflow.sys_init_time'));
+        const times = r.fields['cflow.timedelta_tree'] as Record<string, string>;
+        return [init + secondsToMs(times['cflow.timestart']!), init + secondsToMs(times['cflow.timeend']!)];
+      }),
+    ).toEqual(expected);
+  });
+});
