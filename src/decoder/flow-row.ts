@@ -230,8 +230,10 @@ export function normaliseRecord(
       : f.destinationIPv4PrefixLength;
   row.srcAs = f.bgpSourceAsNumber;
   row.dstAs = f.bgpDestinationAsNumber;
-  row.inIf = f.ingressInterface;
-  row.outIf = f.egressInterface;
+  // ingress/egressPhysicalInterface (IE 252/253) when the template has no logical interface (IE 10/14)
+  // or it is 0 (unknown): some exporters send only the physical ones.
+  row.inIf = f.ingressInterface || f.ingressPhysicalInterface;
+  row.outIf = f.egressInterface || f.egressPhysicalInterface;
   row.direction = has.flowDirection
     ? f.flowDirection === 0
       ? DIRECTION_INGRESS

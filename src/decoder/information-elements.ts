@@ -72,6 +72,8 @@ const IANA: ReadonlyArray<readonly [number, FieldName, FieldKind]> = [
   [233, 'firewallEvent', 'unsigned'],
   [239, 'biflowDirection', 'unsigned'],
   [243, 'dot1qVlanId', 'unsigned'],
+  [252, 'ingressPhysicalInterface', 'unsigned'],
+  [253, 'egressPhysicalInterface', 'unsigned'],
   [254, 'postDot1qVlanId', 'unsigned'],
   [298, 'initiatorPackets', 'unsigned'],
   [299, 'responderPackets', 'unsigned'],

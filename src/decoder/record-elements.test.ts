@@ -67,3 +67,36 @@ describe('systemInitTimeMilliseconds (IE 160) inside data records (Huawei NetStr
     ).toEqual(expected);
   });
 });
+
+describe('ingressPhysicalInterface / egressPhysicalInterface (IE 252/253)', () => {
+  const physical = [F(8, 4), F(12, 4), F(4, 1), F(1, 4), F(2, 4), F(252, 4), F(253, 4)];
+  const both = [F(8, 4), F(12, 4), F(4, 1), F(1, 4), F(2, 4), F(10, 4), F(14, 4), F(252, 4), F(253, 4)];
+  const packets = () => [
+    new ExportPacketBuilder(10, 0)
+      .templates([
+        { id: 256, fields: physical },
+        { id: 257, fields: both },
+      ])
+      .data(256, [encodeRecord(physical, ['10.0.0.1', '10.0.0.2', 6, 100, 1, 517, 612])])
+      .data(257, [encodeRecord(both, ['10.0.0.1', '10.0.0.2', 6, 100, 1, 33, 34, 517, 612])])
+      .build({ exportSecs: SECS, sequence: 0 }),
+  ];
+
+  test('fill in_if/out_if when the template has no IE 10/14; the logical ones win when present', () => {
+    for (const compile of [true, false]) {
+      const { sink } = decodeAll(packets(), compile);
+      expect(sink.flows.map((f) => [f.template_id, f.in_if, f.out_if])).toEqual([
+        [256, 517, 612],
+        [257, 33, 34],
+      ]);
+    }
+  });
+
+  test.skipIf(TSHARK_MISSING !== null)('tshark reads the same physical interfaces', () => {
+    const r = tsharkExportRecords(packets())[0]!.fields;
+    expect([
+      field(r, 'cflow.ingress_physical_interface'),
+      field(r, 'cflow.egress_physical_interface'),
+    ]).toEqual(['517', '612']);
+  });
+});

@@ -56,6 +56,8 @@ export class RecordFields {
   bgpDestinationAsNumber = 0;
   ingressInterface = 0;
   egressInterface = 0;
+  ingressPhysicalInterface = 0;
+  egressPhysicalInterface = 0;
   flowDirection = 0;
   biflowDirection = 0;
   vlanId = 0;
