@@ -1,6 +1,6 @@
 import { lengthFits, lookupField } from './information-elements.js';
 import type { FieldKind } from './record-fields.js';
-import { type RecordDecoder, type TemplateField, VARIABLE_LENGTH } from './template.js';
+import { firstOccurrences, type RecordDecoder, type TemplateField, VARIABLE_LENGTH } from './template.js';
 
 /**
  * Generates one named function per template layout that reads a record with fixed offsets from a
@@ -20,7 +20,9 @@ export function generateSource(fields: readonly TemplateField[], name: string): 
   // `q` is the position of the current run of fixed-length fields, `at` the offset inside the run.
   let at = 0;
   let hasVariable = false;
-  for (const field of fields) {
+  // An element repeated in a template is read once, at its first occurrence (see firstOccurrences).
+  const first = firstOccurrences(fields);
+  fields.forEach((field, index) => {
     if (field.length === VARIABLE_LENGTH) {
       hasVariable = true;
       // RFC 7011 §7: one length byte, or 255 followed by a 2-byte length.
@@ -28,14 +30,14 @@ export function generateSource(fields: readonly TemplateField[], name: string): 
         `q += ${at}; n = v.getUint8(q); q += 1; if (n === 255) { n = v.getUint16(q); q += 2; } q += n;`,
       );
       at = 0;
-      continue;
+      return;
     }
     const def = lookupField(field.id, field.enterprise);
-    if (def && lengthFits(def.kind, field.length)) {
+    if (def && first[index] && lengthFits(def.kind, field.length)) {
       body.push(`f.${def.name} = ${readExpression(def.kind, field.length, `q + ${at}`)};`);
     }
     at += field.length;
-  }
+  });
   const prologue = hasVariable ? 'let q = p, n = 0;' : 'const q = p;';
   return `"use strict";\nreturn function ${name}(v, p, f) {\n  ${prologue}\n  ${body.join('\n  ')}\n  return q + ${at};\n};`;
 }

@@ -756,7 +756,9 @@ export class Decoder {
           !(v9 && index < layout.scopeCount) &&
           length >= 1 &&
           length <= 8 &&
-          field.enterprise === 0
+          field.enterprise === 0 &&
+          // The first occurrence of a repeated element wins, as in data records (template.ts).
+          !values.has(field.id)
         ) {
           values.set(
             field.id,

@@ -1,6 +1,6 @@
 import { lengthFits, lookupField } from './information-elements.js';
 import type { FieldKind, FieldName } from './record-fields.js';
-import { type RecordDecoder, type TemplateField, VARIABLE_LENGTH } from './template.js';
+import { firstOccurrences, type RecordDecoder, type TemplateField, VARIABLE_LENGTH } from './template.js';
 
 interface Step {
   readonly length: number;
@@ -14,10 +14,14 @@ interface Step {
  * (decoder.compile: false) and the oracle that compile.ts is tested against.
  */
 export function interpretRecordDecoder(fields: readonly TemplateField[]): RecordDecoder {
-  const steps: Step[] = fields.map((field) => {
+  const first = firstOccurrences(fields);
+  const steps: Step[] = fields.map((field, index) => {
     const def = lookupField(field.id, field.enterprise);
     const usable =
-      def !== undefined && field.length !== VARIABLE_LENGTH && lengthFits(def.kind, field.length);
+      def !== undefined &&
+      first[index] === true &&
+      field.length !== VARIABLE_LENGTH &&
+      lengthFits(def.kind, field.length);
     return { length: field.length, name: usable ? def.name : null, kind: def?.kind ?? 'unsigned' };
   });
   return (view, pos, out) => {

@@ -100,3 +100,65 @@ describe('ingressPhysicalInterface / egressPhysicalInterface (IE 252/253)', () =
     ]).toEqual(['517', '612']);
   });
 });
+
+describe('an element repeated in a template (tunnels: outer and inner header)', () => {
+  // RFC 7011 §8: repeated elements follow the order in which the Metering Process treats them, and
+  // a packet is parsed from the outside in: the first occurrence is the outer (tunnel) header.
+  const fields = [
+    F(8, 4),
+    F(12, 4),
+    F(4, 1),
+    F(8, 4),
+    F(12, 4),
+    F(4, 1),
+    F(7, 2),
+    F(11, 2),
+    F(27, 16),
+    F(27, 16),
+    F(1, 4),
+    F(2, 4),
+  ];
+  const packets = () => [
+    new ExportPacketBuilder(10, 0)
+      .templates([{ id: 256, fields }])
+      .data(256, [
+        encodeRecord(fields, [
+          '203.0.113.1',
+          '198.51.100.1',
+          47,
+          '10.0.0.1',
+          '10.0.0.2',
+          6,
+          40_000,
+          443,
+          '2001:db8::1',
+          '2001:db8::2',
+          1_500,
+          1,
+        ]),
+      ])
+      .build({ exportSecs: SECS, sequence: 0 }),
+  ];
+
+  test('the first occurrence wins for the flow columns, compiled and interpreted alike', () => {
+    for (const compile of [true, false]) {
+      const { sink } = decodeAll(packets(), compile);
+      expect(sink.flows.map((f) => [f.src_addr, f.dst_addr, f.proto, f.src_port, f.dst_port])).toEqual([
+        ['203.0.113.1', '198.51.100.1', 47, 40_000, 443],
+      ]);
+      expect(sink.flows[0]!.elements).toMatchObject({
+        sourceIPv4Address: 0xcb007101,
+        protocolIdentifier: 47,
+      });
+    }
+  });
+
+  test.skipIf(TSHARK_MISSING !== null)('tshark lists the occurrences in template order, outer first', () => {
+    const r = tsharkExportRecords(packets())[0]!.fields;
+    expect([r['cflow.srcaddr'], r['cflow.dstaddr'], r['cflow.protocol']]).toEqual([
+      ['203.0.113.1', '10.0.0.1'],
+      ['198.51.100.1', '10.0.0.2'],
+      ['47', '6'],
+    ]);
+  });
+});

@@ -1,5 +1,5 @@
 import { lengthFits, lookupField } from './information-elements.js';
-import { type FieldName, RecordFields } from './record-fields.js';
+import { type FieldKind, type FieldName, RecordFields } from './record-fields.js';
 
 /** Template field length that marks a variable-length field (RFC 7011 §7; H3C also uses it in v9). */
 export const VARIABLE_LENGTH = 65535;
@@ -190,4 +190,29 @@ export function buildPlan(fields: readonly TemplateField[]): NormalisationPlan {
       has.icmpTypeIPv6 ||
       has.icmpCodeIPv6,
   };
+}
+
+/**
+ * For each field of a template, whether it is the first usable occurrence of its element. An element
+ * repeated in one template (a tunnel exporter reporting the outer and the inner header with the same
+ * elements, an MPLS stack, ...) is decoded from its first occurrence and later ones are skipped: RFC
+ * 7011 §8 has repeated elements follow the order in which the Metering Process treats them, which for
+ * an encapsulated packet is outside in, so the first occurrence describes the outer header, the one
+ * the Observation Point forwarded (and the one the interfaces, next hop and AS numbers go with). The
+ * decoder previously let the last occurrence overwrite it. Occurrences with a length this element
+ * cannot have are not counted, so a malformed first copy does not hide a good second one.
+ */
+export function firstOccurrences(fields: readonly TemplateField[]): boolean[] {
+  const seen = new Set<string>();
+  return fields.map((field) => {
+    const def = lookupField(field.id, field.enterprise);
+    if (def === undefined || !fieldUsable(def.kind, field.length) || seen.has(def.name)) return false;
+    seen.add(def.name);
+    return true;
+  });
+}
+
+/** Whether a field of this kind and template length is decoded (fixed lengths only, for now). */
+export function fieldUsable(kind: FieldKind, length: number): boolean {
+  return length !== VARIABLE_LENGTH && lengthFits(kind, length);
 }
