@@ -71,6 +71,8 @@ const exporterItem = z.object({
   pending_decoded_sets: z.number(),
   pending_dropped_sets: z.number(),
   time_base_unknown: z.number(),
+  packet_section_unreadable: z.number(),
+  packet_section_not_ip: z.number(),
   first_seen: z.string(),
   last_seen: z.string(),
 });

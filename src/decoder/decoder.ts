@@ -115,6 +115,8 @@ export const DECODE_EVENTS = [
   'sampling_unresolved',
   'time_base_unknown',
   'time_out_of_range',
+  'packet_section_unreadable',
+  'packet_section_not_ip',
 ] as const;
 export type DecodeEvent = (typeof DECODE_EVENTS)[number];
 
@@ -143,6 +145,12 @@ export interface StreamSnapshot {
   pending_dropped_sets: number;
   /** Records with relative times and no system init time to anchor them (export time used). */
   time_base_unknown: number;
+  /**
+   * Records whose packet section (IE 313-317) gave no IP header: cut short, malformed or not at its
+   * header; or a readable frame that is not IP. Not stored unless the template has its own addresses.
+   */
+  packet_section_unreadable: number;
+  packet_section_not_ip: number;
   first_seen: string;
   last_seen: string;
 }
@@ -365,6 +373,8 @@ export class Decoder {
           pending_decoded_sets: s.stats.pendingDecodedSets,
           pending_dropped_sets: s.stats.pendingDroppedSets,
           time_base_unknown: s.stats.timeBaseUnknown,
+          packet_section_unreadable: s.stats.packetSectionUnreadable,
+          packet_section_not_ip: s.stats.packetSectionNotIp,
           first_seen: new Date(s.stats.firstSeenMs).toISOString(),
           last_seen: new Date(s.stats.lastSeenMs).toISOString(),
         });
@@ -704,6 +714,7 @@ export class Decoder {
     const sink = this.sink;
     let p = body;
     let n = 0;
+    let stored = 0;
     try {
       while (end - p >= min) {
         const next = decode(view, p, fields);
@@ -712,14 +723,18 @@ export class Decoder {
           break;
         }
         p = next;
-        normaliseRecord(fields, plan, ctx, row);
-        sink.push(row, fields, template);
         n++;
+        // A record whose packet section holds no IP header is counted (finishContext), not stored.
+        if (normaliseRecord(fields, plan, ctx, row)) {
+          sink.push(row, fields, template);
+          stored++;
+        }
       }
     } finally {
-      this.counters.records += n;
-      stream.stats.records += n;
+      this.counters.records += stored;
+      stream.stats.records += stored;
     }
+    // Every data record counts toward the sequence number, stored or not.
     return n;
   }
 
@@ -1118,6 +1133,8 @@ export class Decoder {
     ctx.samplingUnknown = 0;
     ctx.timeBaseUnknown = 0;
     ctx.timeOutOfRange = 0;
+    ctx.sectionUnreadable = 0;
+    ctx.sectionNotIp = 0;
     this.applyStreamContext(ctx, stream);
   }
 
@@ -1142,6 +1159,14 @@ export class Decoder {
       stream.stats.timeBaseUnknown += ctx.timeBaseUnknown;
     }
     this.counters.time_out_of_range += ctx.timeOutOfRange;
+    if (ctx.sectionUnreadable > 0) {
+      this.counters.packet_section_unreadable += ctx.sectionUnreadable;
+      stream.stats.packetSectionUnreadable += ctx.sectionUnreadable;
+    }
+    if (ctx.sectionNotIp > 0) {
+      this.counters.packet_section_not_ip += ctx.sectionNotIp;
+      stream.stats.packetSectionNotIp += ctx.sectionNotIp;
+    }
   }
 
   private stream(

@@ -21,6 +21,8 @@ export interface StreamStats {
   samplingRateUnknown: number;
   samplingUnresolved: number;
   timeBaseUnknown: number;
+  packetSectionUnreadable: number;
+  packetSectionNotIp: number;
   firstSeenMs: number;
   lastSeenMs: number;
 }
@@ -63,6 +65,8 @@ export class Stream {
       samplingRateUnknown: 0,
       samplingUnresolved: 0,
       timeBaseUnknown: 0,
+      packetSectionUnreadable: 0,
+      packetSectionNotIp: 0,
       firstSeenMs: nowMs,
       lastSeenMs: nowMs,
     };

@@ -1,5 +1,5 @@
 import { lengthFits, lookupField } from './information-elements.js';
-import { type FieldKind, type FieldName, RecordFields } from './record-fields.js';
+import { type FieldName, RecordFields } from './record-fields.js';
 
 /** Template field length that marks a variable-length field (RFC 7011 §7; H3C also uses it in v9). */
 export const VARIABLE_LENGTH = 65535;
@@ -36,7 +36,10 @@ export interface NormalisationPlan {
   /** 1 transport port, 2 UDP, 3 TCP, 4 UDP or TCP by protocol. */
   readonly srcPort: number;
   readonly dstPort: number;
-  /** 1 sysUpTime, 2 seconds, 3 milliseconds, 4 NTP µs element, 8 NTP ns element, 5 delta µs before export, 6 observation ms, 7 observation s. */
+  /**
+   * 1 sysUpTime, 2 seconds, 3 milliseconds, 4 NTP µs element, 8 NTP ns element, 5 delta µs before
+   * export, 6 observation ms, 7 observation s, 9 observation µs (NTP), 10 observation ns (NTP).
+   */
   readonly start: number;
   readonly end: number;
   /** 1 ms, 2 µs. */
@@ -44,6 +47,14 @@ export interface NormalisationPlan {
   /** 1 samplingInterval, 2 samplerRandomInterval, 3 samplerId table, 4 selectorId table. */
   readonly sampling: number;
   readonly icmp: boolean;
+  /**
+   * The packet section the flow is read from when the template carries one (packet-section.ts):
+   * 0 none, 1 ipHeaderPacketSection (continued by ipPayloadPacketSection), 2 mplsPayloadPacketSection
+   * (after mplsLabelStackSection), 3 dataLinkFrameSection, 4 only sections without an IP header
+   * (a label stack or an IP payload alone), which cannot give a flow. The IP header section comes
+   * first because it needs no link-layer parsing; all describe the same packet.
+   */
+  readonly section: number;
 }
 
 /**
@@ -97,7 +108,7 @@ export function buildLayout(
       min += f.length;
     }
     const def = lookupField(f.id, f.enterprise);
-    if (!def || f.length === VARIABLE_LENGTH || !lengthFits(def.kind, f.length)) unknown++;
+    if (!def || !lengthFits(def.kind, f.length)) unknown++;
   }
   if (min === 0) return 'template_empty_record';
   return {
@@ -124,9 +135,11 @@ export function buildPlan(fields: readonly TemplateField[]): NormalisationPlan {
   const has = {} as Record<FieldName, boolean>;
   for (const name of FIELD_NAMES) has[name] = false;
   for (const f of fields) {
-    if (f.length === VARIABLE_LENGTH) continue;
     const def = lookupField(f.id, f.enterprise);
-    if (def && lengthFits(def.kind, f.length)) has[def.name] = true;
+    if (def && lengthFits(def.kind, f.length)) {
+      has[def.name] = true;
+      if (def.lengthName) has[def.lengthName] = true;
+    }
   }
   const pick = (...options: Array<[boolean, number]>): number => options.find(([ok]) => ok)?.[1] ?? 0;
   const family = (v4: boolean, v6: boolean) => (v4 && v6 ? 10 : v4 ? 4 : v6 ? 6 : 0);
@@ -174,6 +187,8 @@ export function buildPlan(fields: readonly TemplateField[]): NormalisationPlan {
       [has.flowEndDeltaMicroseconds, 5],
       [has.observationTimeMilliseconds, 6],
       [has.observationTimeSeconds, 7],
+      [has.observationTimeMicroseconds, 9],
+      [has.observationTimeNanoseconds, 10],
     ),
     duration: pick([has.flowDurationMilliseconds, 1], [has.flowDurationMicroseconds, 2]),
     sampling: pick(
@@ -181,6 +196,12 @@ export function buildPlan(fields: readonly TemplateField[]): NormalisationPlan {
       [has.samplerRandomInterval, 2],
       [has.samplerId, 3],
       [has.selectorId, 4],
+    ),
+    section: pick(
+      [has.ipHeaderPacketSection, 1],
+      [has.mplsPayloadPacketSection, 2],
+      [has.dataLinkFrameSection, 3],
+      [has.mplsLabelStackSection || has.ipPayloadPacketSection, 4],
     ),
     icmp:
       has.icmpTypeCodeIPv4 ||
@@ -206,13 +227,8 @@ export function firstOccurrences(fields: readonly TemplateField[]): boolean[] {
   const seen = new Set<string>();
   return fields.map((field) => {
     const def = lookupField(field.id, field.enterprise);
-    if (def === undefined || !fieldUsable(def.kind, field.length) || seen.has(def.name)) return false;
+    if (def === undefined || !lengthFits(def.kind, field.length) || seen.has(def.name)) return false;
     seen.add(def.name);
     return true;
   });
-}
-
-/** Whether a field of this kind and template length is decoded (fixed lengths only, for now). */
-export function fieldUsable(kind: FieldKind, length: number): boolean {
-  return length !== VARIABLE_LENGTH && lengthFits(kind, length);
 }

@@ -93,7 +93,9 @@ export function tsharkFrameFields(
   try {
     const file = join(dir.path, 'frames.pcap');
     writeFileSync(file, framePcap(linktype, frames));
-    const args = ['-n', '-r', file, '-T', 'fields', '-E', 'occurrence=f', '-E', 'separator=/t'];
+    // No reassembly: a first fragment's transport header is dissected as it is, as a collector reads it.
+    const args = ['-n', '-r', file, '-o', 'ip.defragment:FALSE', '-o', 'ipv6.defragment:FALSE'];
+    args.push('-T', 'fields', '-E', 'occurrence=f', '-E', 'separator=/t');
     for (const d of decodeAs) args.push('-d', d);
     for (const f of fields) args.push('-e', f);
     const out = execFileSync('tshark', args, {
