@@ -83,9 +83,12 @@ const exporterItem = z.object({
   sequence_resets: z.number(),
   templates: z.number(),
   sampling_rate_unknown: z.number(),
+  sampling_unresolved: z.number(),
   pending_decoded_sets: z.number(),
   pending_dropped_sets: z.number(),
   time_base_unknown: z.number(),
+  packet_section_unreadable: z.number(),
+  packet_section_not_ip: z.number(),
   first_seen: z.string(),
   last_seen: z.string(),
 });

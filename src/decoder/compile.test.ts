@@ -58,6 +58,19 @@ const fieldArb: fc.Arbitrary<TemplateField> = fc.oneof(
     length: fc.constantFrom(8, 4),
   }),
   fc.record({ id: fc.constant(311), enterprise: fc.constant(0), length: fc.constantFrom(8, 4, 2) }),
+  // Physical interfaces, system init time, frame size/type, section offset, IP total length.
+  fc.record({
+    id: fc.constantFrom(160, 224, 252, 253, 312, 408, 409),
+    enterprise: fc.constant(0),
+    length: fc.integer({ min: 0, max: 9 }),
+  }),
+  fc.record({ id: fc.constantFrom(324, 325), enterprise: fc.constant(0), length: fc.constantFrom(8, 4) }),
+  // Packet sections: octet arrays of any fixed length, or variable length.
+  fc.record({
+    id: fc.constantFrom(313, 314, 315, 316, 317),
+    enterprise: fc.constant(0),
+    length: fc.oneof(fc.integer({ min: 0, max: 64 }), fc.constant(VARIABLE_LENGTH)),
+  }),
   fc.record({
     id: fc.integer({ min: 0, max: 600 }),
     enterprise: fc.constant(0),

@@ -1,6 +1,6 @@
 import { lengthFits, lookupField } from './information-elements.js';
 import type { FieldKind } from './record-fields.js';
-import { type RecordDecoder, type TemplateField, VARIABLE_LENGTH } from './template.js';
+import { firstOccurrences, type RecordDecoder, type TemplateField, VARIABLE_LENGTH } from './template.js';
 
 /**
  * Generates one named function per template layout that reads a record with fixed offsets from a
@@ -20,22 +20,28 @@ export function generateSource(fields: readonly TemplateField[], name: string): 
   // `q` is the position of the current run of fixed-length fields, `at` the offset inside the run.
   let at = 0;
   let hasVariable = false;
-  for (const field of fields) {
+  // An element repeated in a template is read once, at its first occurrence (see firstOccurrences).
+  const first = firstOccurrences(fields);
+  fields.forEach((field, index) => {
+    const def = lookupField(field.id, field.enterprise);
+    const decoded = def !== undefined && first[index] === true;
     if (field.length === VARIABLE_LENGTH) {
       hasVariable = true;
-      // RFC 7011 §7: one length byte, or 255 followed by a 2-byte length.
+      // RFC 7011 §7: one length byte, or 255 followed by a 2-byte length. An octet array we decode
+      // (a packet section) keeps where its content starts and how long it is.
+      const keep = decoded && def.kind === 'octets' ? ` f.${def.name} = q; f.${def.lengthName} = n;` : '';
       body.push(
-        `q += ${at}; n = v.getUint8(q); q += 1; if (n === 255) { n = v.getUint16(q); q += 2; } q += n;`,
+        `q += ${at}; n = v.getUint8(q); q += 1; if (n === 255) { n = v.getUint16(q); q += 2; }${keep} q += n;`,
       );
       at = 0;
-      continue;
+      return;
     }
-    const def = lookupField(field.id, field.enterprise);
-    if (def && lengthFits(def.kind, field.length)) {
+    if (decoded && lengthFits(def.kind, field.length)) {
       body.push(`f.${def.name} = ${readExpression(def.kind, field.length, `q + ${at}`)};`);
+      if (def.kind === 'octets') body.push(`f.${def.lengthName} = ${field.length};`);
     }
     at += field.length;
-  }
+  });
   const prologue = hasVariable ? 'let q = p, n = 0;' : 'const q = p;';
   return `"use strict";\nreturn function ${name}(v, p, f) {\n  ${prologue}\n  ${body.join('\n  ')}\n  return q + ${at};\n};`;
 }
@@ -43,6 +49,7 @@ export function generateSource(fields: readonly TemplateField[], name: string): 
 function readExpression(kind: FieldKind, length: number, at: string): string {
   switch (kind) {
     case 'ipv6':
+    case 'octets':
       return at;
     case 'ipv4':
       return `v.getUint32(${at})`;

@@ -112,8 +112,11 @@ export const DECODE_EVENTS = [
   'templates_compiled',
   'compile_fallback',
   'sampling_rate_unknown',
+  'sampling_unresolved',
   'time_base_unknown',
   'time_out_of_range',
+  'packet_section_unreadable',
+  'packet_section_not_ip',
 ] as const;
 export type DecodeEvent = (typeof DECODE_EVENTS)[number];
 
@@ -135,11 +138,19 @@ export interface StreamSnapshot {
   sequence_resets: number;
   templates: number;
   sampling_rate_unknown: number;
+  /** Options records naming a selector algorithm whose rate cannot be derived (RFC 5477 elements). */
+  sampling_unresolved: number;
   /** Data sets that arrived before their template: decoded when it came, or dropped when it did not. */
   pending_decoded_sets: number;
   pending_dropped_sets: number;
   /** Records with relative times and no system init time to anchor them (export time used). */
   time_base_unknown: number;
+  /**
+   * Records whose packet section (IE 313-317) gave no IP header: cut short, malformed or not at its
+   * header; or a readable frame that is not IP. Not stored unless the template has its own addresses.
+   */
+  packet_section_unreadable: number;
+  packet_section_not_ip: number;
   first_seen: string;
   last_seen: string;
 }
@@ -358,9 +369,12 @@ export class Decoder {
           sequence_resets: s.sequence.resets,
           templates: s.templates.size,
           sampling_rate_unknown: s.stats.samplingRateUnknown,
+          sampling_unresolved: s.stats.samplingUnresolved,
           pending_decoded_sets: s.stats.pendingDecodedSets,
           pending_dropped_sets: s.stats.pendingDroppedSets,
           time_base_unknown: s.stats.timeBaseUnknown,
+          packet_section_unreadable: s.stats.packetSectionUnreadable,
+          packet_section_not_ip: s.stats.packetSectionNotIp,
           first_seen: new Date(s.stats.firstSeenMs).toISOString(),
           last_seen: new Date(s.stats.lastSeenMs).toISOString(),
         });
@@ -700,6 +714,7 @@ export class Decoder {
     const sink = this.sink;
     let p = body;
     let n = 0;
+    let stored = 0;
     try {
       while (end - p >= min) {
         const next = decode(view, p, fields);
@@ -708,14 +723,18 @@ export class Decoder {
           break;
         }
         p = next;
-        normaliseRecord(fields, plan, ctx, row);
-        sink.push(row, fields, template);
         n++;
+        // A record whose packet section holds no IP header is counted (finishContext), not stored.
+        if (normaliseRecord(fields, plan, ctx, row)) {
+          sink.push(row, fields, template);
+          stored++;
+        }
       }
     } finally {
-      this.counters.records += n;
-      stream.stats.records += n;
+      this.counters.records += stored;
+      stream.stats.records += stored;
     }
+    // Every data record counts toward the sequence number, stored or not.
     return n;
   }
 
@@ -752,11 +771,18 @@ export class Decoder {
           !(v9 && index < layout.scopeCount) &&
           length >= 1 &&
           length <= 8 &&
-          field.enterprise === 0
+          field.enterprise === 0 &&
+          // The first occurrence of a repeated element wins, as in data records (template.ts).
+          !values.has(field.id)
         ) {
           values.set(
             field.id,
-            field.id === 311 && length === 8 ? view.getFloat64(q) : readUnsigned(view, q, length),
+            // samplingProbability is a float64, sent reduced to a float32 by some (RFC 7011 §6.2).
+            field.id === 311 && length === 8
+              ? view.getFloat64(q)
+              : field.id === 311 && length === 4
+                ? view.getFloat32(q)
+                : readUnsigned(view, q, length),
           );
         }
         q += length;
@@ -778,6 +804,13 @@ export class Decoder {
     const init = values.get(160);
     if (init !== undefined && init > 0) stream.sysInitMs = init;
     const rate = samplingRateOf(values);
+    if (rate < 0) {
+      // A selector whose algorithm or parameters give no rate: its records are counted as
+      // sampling_rate_unknown when they name it; this counts the announcement itself.
+      this.counters.sampling_unresolved++;
+      stream.stats.samplingUnresolved++;
+      return;
+    }
     if (rate === 0) return;
     const id = values.get(48) ?? values.get(302);
     if (id === undefined) {
@@ -1100,6 +1133,8 @@ export class Decoder {
     ctx.samplingUnknown = 0;
     ctx.timeBaseUnknown = 0;
     ctx.timeOutOfRange = 0;
+    ctx.sectionUnreadable = 0;
+    ctx.sectionNotIp = 0;
     this.applyStreamContext(ctx, stream);
   }
 
@@ -1124,6 +1159,14 @@ export class Decoder {
       stream.stats.timeBaseUnknown += ctx.timeBaseUnknown;
     }
     this.counters.time_out_of_range += ctx.timeOutOfRange;
+    if (ctx.sectionUnreadable > 0) {
+      this.counters.packet_section_unreadable += ctx.sectionUnreadable;
+      stream.stats.packetSectionUnreadable += ctx.sectionUnreadable;
+    }
+    if (ctx.sectionNotIp > 0) {
+      this.counters.packet_section_not_ip += ctx.sectionNotIp;
+      stream.stats.packetSectionNotIp += ctx.sectionNotIp;
+    }
   }
 
   private stream(
@@ -1168,8 +1211,30 @@ export class Decoder {
   }
 }
 
-/** Sampling rate from options values: packet interval/space, interval, random interval, n-of-N, probability. */
+/**
+ * Sampling rate from options values: ≥ 1, 0 when the values carry no sampling information, -1 when
+ * they name a selector algorithm whose rate cannot be derived from them.
+ *
+ * With selectorAlgorithm (IE 304) the algorithm chooses the elements (RFC 5476, Selector Report
+ * Interpretation; elements of RFC 5477; algorithm numbers from the IANA PSAMP registry) and nothing
+ * else is read: Cisco sends samplingPacketInterval 1 beside samplingSize/samplingPopulation for random
+ * sampling, which must not be taken as 1-in-1.
+ * - 1 systematic count-based: (samplingPacketInterval + samplingPacketSpace) / samplingPacketInterval;
+ * - 2 systematic time-based: (samplingTimeInterval + samplingTimeSpace) / samplingTimeInterval, the
+ *   share of time selected, which is the share of packets when arrivals do not follow the schedule;
+ * - 3 random n-out-of-N: samplingPopulation / samplingSize;
+ * - 4 uniform probabilistic: 1 / samplingProbability;
+ * - 5 property match filtering: 1, every matching packet is selected (RFC 5475);
+ * - 6-8 hash-based filtering: the hash output range over the selected range, the expected share of
+ *   packets whose hash falls in the selected range (how RFC 5475 has hash-based selection emulate
+ *   random sampling);
+ * - anything else (0 is reserved, 9 and up unassigned), or parameters missing or out of range: -1.
+ * Without IE 304: packet interval/space, samplingInterval (34), samplerRandomInterval (50), n-of-N,
+ * probability, in that order.
+ */
 export function samplingRateOf(values: ReadonlyMap<number, number>): number {
+  const algorithm = values.get(304);
+  if (algorithm !== undefined) return selectorRate(algorithm, values);
   const interval = values.get(305);
   const space = values.get(306);
   if (interval !== undefined && interval > 0) return Math.round((interval + (space ?? 0)) / interval);
@@ -1177,10 +1242,54 @@ export function samplingRateOf(values: ReadonlyMap<number, number>): number {
     const v = values.get(id);
     if (v !== undefined && v >= 1) return v;
   }
-  const size = values.get(309);
-  const population = values.get(310);
-  if (size !== undefined && population !== undefined && size > 0) return Math.round(population / size);
+  const nOfN = ratio(values.get(310), values.get(309));
+  if (nOfN > 0) return nOfN;
   const probability = values.get(311);
   if (probability !== undefined && probability > 0 && probability <= 1) return Math.round(1 / probability);
   return 0;
+}
+
+function selectorRate(algorithm: number, values: ReadonlyMap<number, number>): number {
+  let rate = 0;
+  switch (algorithm) {
+    case 1:
+    case 2: {
+      const interval = values.get(algorithm === 1 ? 305 : 307);
+      const space = values.get(algorithm === 1 ? 306 : 308);
+      if (space !== undefined) rate = ratio((interval ?? 0) + space, interval);
+      break;
+    }
+    case 3:
+      rate = ratio(values.get(310), values.get(309));
+      break;
+    case 4: {
+      const probability = values.get(311);
+      if (probability !== undefined && probability > 0 && probability <= 1)
+        rate = Math.round(1 / probability);
+      break;
+    }
+    case 5:
+      rate = 1;
+      break;
+    case 6:
+    case 7:
+    case 8: {
+      const outMin = values.get(329);
+      const outMax = values.get(330);
+      const selMin = values.get(331);
+      const selMax = values.get(332);
+      if (outMin !== undefined && outMax !== undefined && selMin !== undefined && selMax !== undefined) {
+        if (selMin >= outMin && selMax <= outMax && selMax >= selMin)
+          rate = ratio(outMax - outMin + 1, selMax - selMin + 1);
+      }
+      break;
+    }
+  }
+  return rate >= 1 ? rate : -1;
+}
+
+/** whole / part rounded, when both are known, part ≥ 1 and whole ≥ part; else 0. */
+function ratio(whole: number | undefined, part: number | undefined): number {
+  if (whole === undefined || part === undefined || !(part >= 1) || !(whole >= part)) return 0;
+  return Math.round(whole / part);
 }

@@ -1,3 +1,4 @@
+import { readPacketSection, SECTION_NOT_IP, SECTION_OK, SectionHeaders } from './packet-section.js';
 import type { RecordFields } from './record-fields.js';
 import type { NormalisationPlan } from './template.js';
 
@@ -83,6 +84,9 @@ export class PacketContext {
   samplingUnknown = 0;
   timeBaseUnknown = 0;
   timeOutOfRange = 0;
+  /** Records whose packet section gave no IP header: cut short or malformed, or not IP at all. */
+  sectionUnreadable = 0;
+  sectionNotIp = 0;
 }
 
 /**
@@ -94,14 +98,19 @@ export class PacketContext {
  * - times: sysUpTime-relative, absolute (s, ms, NTP), delta-before-export, then observation time; a
  *   missing end is start + duration, a missing start is end − duration, neither is the export time;
  * - sampling: configuration override, then the record's own interval or sampler/selector id looked up
- *   in the stream's sampler table, then the packet default.
+ *   in the stream's sampler table, then the packet default;
+ * - packet sections (packet-section.ts): the headers of a sampled packet fill the columns the template
+ *   has no elements for, bytes from dataLinkFrameSize, else ipTotalLength, else the IP header's length,
+ *   packets 1, both times the rate.
+ * Returns false when the record is not a flow and must not be stored: a packet section that gives no
+ * IP header in a template with no addresses of its own (counted in ctx).
  */
 export function normaliseRecord(
   f: RecordFields,
   plan: NormalisationPlan,
   ctx: PacketContext,
   row: FlowRow,
-): void {
+): boolean {
   // Times.
   let start = plan.start === 0 ? -1 : timeValue(plan.start, true, f, ctx);
   let end = plan.end === 0 ? -1 : timeValue(plan.end, false, f, ctx);
@@ -230,8 +239,10 @@ export function normaliseRecord(
       : f.destinationIPv4PrefixLength;
   row.srcAs = f.bgpSourceAsNumber;
   row.dstAs = f.bgpDestinationAsNumber;
-  row.inIf = f.ingressInterface;
-  row.outIf = f.egressInterface;
+  // ingress/egressPhysicalInterface (IE 252/253) when the template has no logical interface (IE 10/14)
+  // or it is 0 (unknown): some exporters send only the physical ones.
+  row.inIf = f.ingressInterface || f.ingressPhysicalInterface;
+  row.outIf = f.egressInterface || f.egressPhysicalInterface;
   row.direction = has.flowDirection
     ? f.flowDirection === 0
       ? DIRECTION_INGRESS
@@ -272,6 +283,56 @@ export function normaliseRecord(
       : plan.reversePackets === 2
         ? f.responderPackets
         : 0) * rate;
+  return plan.section === 0 || applySection(f, plan, ctx, row, rate);
+}
+
+const section = new SectionHeaders();
+
+/** Fills the columns the template lacks from its packet section; false when the record is not a flow. */
+function applySection(
+  f: RecordFields,
+  plan: NormalisationPlan,
+  ctx: PacketContext,
+  row: FlowRow,
+  rate: number,
+): boolean {
+  const h = section;
+  const status = readPacketSection(plan.section, f, ctx.buf, h);
+  if (status !== SECTION_OK) {
+    if (status === SECTION_NOT_IP) ctx.sectionNotIp++;
+    else ctx.sectionUnreadable++;
+    // A template with addresses of its own is a flow record that also carries a section: keep it.
+    return plan.src !== 0 || plan.dst !== 0;
+  }
+  const has = plan.has;
+  if (plan.src === 0) {
+    row.srcFamily = h.family;
+    row.srcV4 = h.srcV4;
+    row.srcBuf = ctx.buf;
+    row.srcOff = h.srcOff;
+  }
+  if (plan.dst === 0) {
+    row.dstFamily = h.family;
+    row.dstV4 = h.dstV4;
+    row.dstBuf = ctx.buf;
+    row.dstOff = h.dstOff;
+  }
+  const sectionProto = !has.protocolIdentifier;
+  if (sectionProto) row.proto = h.proto;
+  if (plan.srcPort === 0) row.srcPort = h.srcPort;
+  if (plan.dstPort === 0) row.dstPort = h.dstPort;
+  if (!has.tcpControlBits) row.tcpFlags = h.tcpFlags;
+  if (!has.ipClassOfService) row.tos = h.tos;
+  if (sectionProto && !plan.icmp) {
+    row.icmpType = h.icmpType;
+    row.icmpCode = h.icmpCode;
+  }
+  if (!has.vlanId && !has.dot1qVlanId) row.srcVlan = h.vlan;
+  // dataLinkFrameSize counts the frame as sampled (link-layer header included), as the exporter
+  // reports it; without it, the IP length.
+  if (plan.bytes === 0) row.bytes = (f.dataLinkFrameSize || f.ipTotalLength || h.ipLength) * rate;
+  if (plan.packets === 0) row.packets = rate;
+  return true;
 }
 
 /** The row columns that are the same for every record of a data set. */
@@ -292,7 +353,11 @@ function timeValue(source: number, start: boolean, f: RecordFields, ctx: PacketC
         // few ms after the header lands a few ms after the export time instead of 49 days before it.
         return ctx.exportMs - ((ctx.sysUptimeMs - uptime) | 0);
       }
-      if (ctx.sysInitMs > 0) return ctx.sysInitMs + uptime;
+      // IPFIX has no sysUpTime in its header; IE 21/22 count from systemInitTimeMilliseconds (IANA
+      // registry): the record's own IE 160 (Huawei NetStream sends it in every data record), else
+      // the one from options data.
+      const init = f.systemInitTimeMilliseconds > 0 ? f.systemInitTimeMilliseconds : ctx.sysInitMs;
+      if (init > 0) return init + uptime;
       ctx.timeBaseUnknown++;
       return ctx.exportMs;
     }
@@ -312,6 +377,10 @@ function timeValue(source: number, start: boolean, f: RecordFields, ctx: PacketC
       return f.observationTimeMilliseconds;
     case 7:
       return f.observationTimeSeconds * 1000;
+    case 9:
+      return f.observationTimeMicroseconds;
+    case 10:
+      return f.observationTimeNanoseconds;
     default:
       return -1;
   }

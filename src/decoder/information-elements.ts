@@ -69,9 +69,12 @@ const IANA: ReadonlyArray<readonly [number, FieldName, FieldKind]> = [
   [183, 'tcpDestinationPort', 'unsigned'],
   [231, 'initiatorOctets', 'unsigned'],
   [232, 'responderOctets', 'unsigned'],
+  [224, 'ipTotalLength', 'unsigned'],
   [233, 'firewallEvent', 'unsigned'],
   [239, 'biflowDirection', 'unsigned'],
   [243, 'dot1qVlanId', 'unsigned'],
+  [252, 'ingressPhysicalInterface', 'unsigned'],
+  [253, 'egressPhysicalInterface', 'unsigned'],
   [254, 'postDot1qVlanId', 'unsigned'],
   [298, 'initiatorPackets', 'unsigned'],
   [299, 'responderPackets', 'unsigned'],
@@ -81,8 +84,18 @@ const IANA: ReadonlyArray<readonly [number, FieldName, FieldKind]> = [
   [309, 'samplingSize', 'unsigned'],
   [310, 'samplingPopulation', 'unsigned'],
   [311, 'samplingProbability', 'float64'],
+  [312, 'dataLinkFrameSize', 'unsigned'],
+  [313, 'ipHeaderPacketSection', 'octets'],
+  [314, 'ipPayloadPacketSection', 'octets'],
+  [315, 'dataLinkFrameSection', 'octets'],
+  [316, 'mplsLabelStackSection', 'octets'],
+  [317, 'mplsPayloadPacketSection', 'octets'],
   [322, 'observationTimeSeconds', 'unsigned'],
   [323, 'observationTimeMilliseconds', 'unsigned'],
+  [324, 'observationTimeMicroseconds', 'ntp'],
+  [325, 'observationTimeNanoseconds', 'ntp'],
+  [408, 'dataLinkFrameType', 'unsigned'],
+  [409, 'sectionOffset', 'unsigned'],
 ];
 
 /** RFC 5103 reverse information elements: the forward IE number under PEN 29305. */
@@ -102,7 +115,13 @@ function key(id: number, enterprise: number): number {
 }
 
 const table = new Map<number, FieldDef>();
-for (const [id, name, kind] of IANA) table.set(key(id, 0), { id, enterprise: 0, name, kind });
+for (const [id, name, kind] of IANA) {
+  const lengthName = kind === 'octets' ? (`${name}Length` as FieldName) : undefined;
+  table.set(
+    key(id, 0),
+    lengthName ? { id, enterprise: 0, name, kind, lengthName } : { id, enterprise: 0, name, kind },
+  );
+}
 for (const [id, name] of REVERSE)
   table.set(key(id, REVERSE_PEN), { id, enterprise: REVERSE_PEN, name, kind: 'unsigned' });
 for (const [id, name, kind] of V9_VENDOR) table.set(key(id, 0), { id, enterprise: 0, name, kind });
@@ -112,9 +131,14 @@ export function lookupField(id: number, enterprise: number): FieldDef | undefine
   return table.get(key(id, enterprise));
 }
 
-/** Byte lengths a field of this kind may have; other lengths are skipped (and counted) at template time. */
+/**
+ * Byte lengths a field of this kind may have; other lengths are skipped (and counted) at template time.
+ * Only octet arrays may be variable-length (65535).
+ */
 export function lengthFits(kind: FieldKind, length: number): boolean {
   switch (kind) {
+    case 'octets':
+      return true;
     case 'unsigned':
       return length >= 1 && length <= 8;
     case 'ipv4':

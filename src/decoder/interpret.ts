@@ -1,11 +1,13 @@
 import { lengthFits, lookupField } from './information-elements.js';
 import type { FieldKind, FieldName } from './record-fields.js';
-import { type RecordDecoder, type TemplateField, VARIABLE_LENGTH } from './template.js';
+import { firstOccurrences, type RecordDecoder, type TemplateField, VARIABLE_LENGTH } from './template.js';
 
 interface Step {
   readonly length: number;
   readonly name: FieldName | null;
   readonly kind: FieldKind;
+  /** Octet arrays: where their length goes. */
+  readonly lengthName: FieldName | null;
 }
 
 /**
@@ -14,11 +16,16 @@ interface Step {
  * (decoder.compile: false) and the oracle that compile.ts is tested against.
  */
 export function interpretRecordDecoder(fields: readonly TemplateField[]): RecordDecoder {
-  const steps: Step[] = fields.map((field) => {
+  const first = firstOccurrences(fields);
+  const steps: Step[] = fields.map((field, index) => {
     const def = lookupField(field.id, field.enterprise);
-    const usable =
-      def !== undefined && field.length !== VARIABLE_LENGTH && lengthFits(def.kind, field.length);
-    return { length: field.length, name: usable ? def.name : null, kind: def?.kind ?? 'unsigned' };
+    const usable = def !== undefined && first[index] === true && lengthFits(def.kind, field.length);
+    return {
+      length: field.length,
+      name: usable ? def.name : null,
+      kind: def?.kind ?? 'unsigned',
+      lengthName: usable ? (def.lengthName ?? null) : null,
+    };
   });
   return (view, pos, out) => {
     const record = out as unknown as Record<FieldName, number>;
@@ -31,10 +38,17 @@ export function interpretRecordDecoder(fields: readonly TemplateField[]): Record
           n = view.getUint16(p);
           p += 2;
         }
+        if (step.name !== null) {
+          record[step.name] = p;
+          record[step.lengthName!] = n;
+        }
         p += n;
         continue;
       }
-      if (step.name !== null) record[step.name] = readValue(view, p, step.kind, step.length);
+      if (step.name !== null) {
+        record[step.name] = readValue(view, p, step.kind, step.length);
+        if (step.lengthName !== null) record[step.lengthName] = step.length;
+      }
       p += step.length;
     }
     return p;
@@ -44,6 +58,7 @@ export function interpretRecordDecoder(fields: readonly TemplateField[]): Record
 export function readValue(view: DataView, p: number, kind: FieldKind, length: number): number {
   switch (kind) {
     case 'ipv6':
+    case 'octets':
       return p;
     case 'ipv4':
       return view.getUint32(p);

@@ -56,6 +56,8 @@ export class RecordFields {
   bgpDestinationAsNumber = 0;
   ingressInterface = 0;
   egressInterface = 0;
+  ingressPhysicalInterface = 0;
+  egressPhysicalInterface = 0;
   flowDirection = 0;
   biflowDirection = 0;
   vlanId = 0;
@@ -82,6 +84,8 @@ export class RecordFields {
   flowDurationMicroseconds = 0;
   observationTimeSeconds = 0;
   observationTimeMilliseconds = 0;
+  observationTimeMicroseconds = 0;
+  observationTimeNanoseconds = 0;
   // Sampling (also read from options records).
   samplingInterval = 0;
   samplingAlgorithm = 0;
@@ -94,6 +98,22 @@ export class RecordFields {
   samplingSize = 0;
   samplingPopulation = 0;
   samplingProbability = 0;
+  // Packet sections (RFC 5477, RFC 7133): each section is the offset of its first byte in the packet
+  // and its length; the headers in it are read by packet-section.ts.
+  dataLinkFrameSize = 0;
+  dataLinkFrameType = 0;
+  sectionOffset = 0;
+  ipTotalLength = 0;
+  dataLinkFrameSection = 0;
+  dataLinkFrameSectionLength = 0;
+  ipHeaderPacketSection = 0;
+  ipHeaderPacketSectionLength = 0;
+  ipPayloadPacketSection = 0;
+  ipPayloadPacketSectionLength = 0;
+  mplsLabelStackSection = 0;
+  mplsLabelStackSectionLength = 0;
+  mplsPayloadPacketSection = 0;
+  mplsPayloadPacketSectionLength = 0;
 
   /** Sets every element back to 0. */
   reset(): void {
@@ -112,13 +132,16 @@ export type FieldName = {
 /**
  * How a field is read: an unsigned integer of the template's length (1 to 8 bytes, reduced-size
  * encoding per RFC 7011 §6.2), an IPv4 address (4 bytes), an IPv6 address (16 bytes, kept as an offset),
- * an IEEE float64, or a 4+4-byte NTP timestamp converted to epoch milliseconds.
+ * an IEEE float64, a 4+4-byte NTP timestamp converted to epoch milliseconds, or an octet array of any
+ * length, fixed or variable (kept as its offset in the packet, with its length in `lengthName`).
  */
-export type FieldKind = 'unsigned' | 'ipv4' | 'ipv6' | 'float64' | 'ntp';
+export type FieldKind = 'unsigned' | 'ipv4' | 'ipv6' | 'float64' | 'ntp' | 'octets';
 
 export interface FieldDef {
   readonly id: number;
   readonly enterprise: number;
   readonly name: FieldName;
   readonly kind: FieldKind;
+  /** Octet arrays: the property that receives the length. */
+  readonly lengthName?: FieldName;
 }

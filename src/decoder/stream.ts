@@ -19,7 +19,10 @@ export interface StreamStats {
   pendingDecodedSets: number;
   pendingDroppedSets: number;
   samplingRateUnknown: number;
+  samplingUnresolved: number;
   timeBaseUnknown: number;
+  packetSectionUnreadable: number;
+  packetSectionNotIp: number;
   firstSeenMs: number;
   lastSeenMs: number;
 }
@@ -60,7 +63,10 @@ export class Stream {
       pendingDecodedSets: 0,
       pendingDroppedSets: 0,
       samplingRateUnknown: 0,
+      samplingUnresolved: 0,
       timeBaseUnknown: 0,
+      packetSectionUnreadable: 0,
+      packetSectionNotIp: 0,
       firstSeenMs: nowMs,
       lastSeenMs: nowMs,
     };

@@ -36,7 +36,10 @@ export interface NormalisationPlan {
   /** 1 transport port, 2 UDP, 3 TCP, 4 UDP or TCP by protocol. */
   readonly srcPort: number;
   readonly dstPort: number;
-  /** 1 sysUpTime, 2 seconds, 3 milliseconds, 4 NTP µs element, 8 NTP ns element, 5 delta µs before export, 6 observation ms, 7 observation s. */
+  /**
+   * 1 sysUpTime, 2 seconds, 3 milliseconds, 4 NTP µs element, 8 NTP ns element, 5 delta µs before
+   * export, 6 observation ms, 7 observation s, 9 observation µs (NTP), 10 observation ns (NTP).
+   */
   readonly start: number;
   readonly end: number;
   /** 1 ms, 2 µs. */
@@ -44,6 +47,14 @@ export interface NormalisationPlan {
   /** 1 samplingInterval, 2 samplerRandomInterval, 3 samplerId table, 4 selectorId table. */
   readonly sampling: number;
   readonly icmp: boolean;
+  /**
+   * The packet section the flow is read from when the template carries one (packet-section.ts):
+   * 0 none, 1 ipHeaderPacketSection (continued by ipPayloadPacketSection), 2 mplsPayloadPacketSection
+   * (after mplsLabelStackSection), 3 dataLinkFrameSection, 4 only sections without an IP header
+   * (a label stack or an IP payload alone), which cannot give a flow. The IP header section comes
+   * first because it needs no link-layer parsing; all describe the same packet.
+   */
+  readonly section: number;
 }
 
 /**
@@ -97,7 +108,7 @@ export function buildLayout(
       min += f.length;
     }
     const def = lookupField(f.id, f.enterprise);
-    if (!def || f.length === VARIABLE_LENGTH || !lengthFits(def.kind, f.length)) unknown++;
+    if (!def || !lengthFits(def.kind, f.length)) unknown++;
   }
   if (min === 0) return 'template_empty_record';
   return {
@@ -124,9 +135,11 @@ export function buildPlan(fields: readonly TemplateField[]): NormalisationPlan {
   const has = {} as Record<FieldName, boolean>;
   for (const name of FIELD_NAMES) has[name] = false;
   for (const f of fields) {
-    if (f.length === VARIABLE_LENGTH) continue;
     const def = lookupField(f.id, f.enterprise);
-    if (def && lengthFits(def.kind, f.length)) has[def.name] = true;
+    if (def && lengthFits(def.kind, f.length)) {
+      has[def.name] = true;
+      if (def.lengthName) has[def.lengthName] = true;
+    }
   }
   const pick = (...options: Array<[boolean, number]>): number => options.find(([ok]) => ok)?.[1] ?? 0;
   const family = (v4: boolean, v6: boolean) => (v4 && v6 ? 10 : v4 ? 4 : v6 ? 6 : 0);
@@ -174,6 +187,8 @@ export function buildPlan(fields: readonly TemplateField[]): NormalisationPlan {
       [has.flowEndDeltaMicroseconds, 5],
       [has.observationTimeMilliseconds, 6],
       [has.observationTimeSeconds, 7],
+      [has.observationTimeMicroseconds, 9],
+      [has.observationTimeNanoseconds, 10],
     ),
     duration: pick([has.flowDurationMilliseconds, 1], [has.flowDurationMicroseconds, 2]),
     sampling: pick(
@@ -181,6 +196,12 @@ export function buildPlan(fields: readonly TemplateField[]): NormalisationPlan {
       [has.samplerRandomInterval, 2],
       [has.samplerId, 3],
       [has.selectorId, 4],
+    ),
+    section: pick(
+      [has.ipHeaderPacketSection, 1],
+      [has.mplsPayloadPacketSection, 2],
+      [has.dataLinkFrameSection, 3],
+      [has.mplsLabelStackSection || has.ipPayloadPacketSection, 4],
     ),
     icmp:
       has.icmpTypeCodeIPv4 ||
@@ -190,4 +211,24 @@ export function buildPlan(fields: readonly TemplateField[]): NormalisationPlan {
       has.icmpTypeIPv6 ||
       has.icmpCodeIPv6,
   };
+}
+
+/**
+ * For each field of a template, whether it is the first usable occurrence of its element. An element
+ * repeated in one template (a tunnel exporter reporting the outer and the inner header with the same
+ * elements, an MPLS stack, ...) is decoded from its first occurrence and later ones are skipped: RFC
+ * 7011 §8 has repeated elements follow the order in which the Metering Process treats them, which for
+ * an encapsulated packet is outside in, so the first occurrence describes the outer header, the one
+ * the Observation Point forwarded (and the one the interfaces, next hop and AS numbers go with). The
+ * decoder previously let the last occurrence overwrite it. Occurrences with a length this element
+ * cannot have are not counted, so a malformed first copy does not hide a good second one.
+ */
+export function firstOccurrences(fields: readonly TemplateField[]): boolean[] {
+  const seen = new Set<string>();
+  return fields.map((field) => {
+    const def = lookupField(field.id, field.enterprise);
+    if (def === undefined || !lengthFits(def.kind, field.length) || seen.has(def.name)) return false;
+    seen.add(def.name);
+    return true;
+  });
 }

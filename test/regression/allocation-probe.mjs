@@ -34,6 +34,15 @@ const ipfix = [
   F(82, 65535),
   F(1, 8, 29305),
 ];
+// Packet sections (PSAMP / RFC 7133): selectorId, interfaces, direction, frame size, the frame itself.
+const section = [F(302, 4), F(10, 4), F(14, 4), F(61, 1), F(312, 2), F(315, 65535)];
+const selector = [F(302, 4), F(304, 2), F(305, 4), F(306, 4)];
+/** Ethernet, 802.1Q, IPv4 (addresses above 2^31), TCP: the section of one sampled packet. */
+function frame(j) {
+  const ip = [0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64, 6, 0, 0, 203, 0, 113, j, 198, 51, 100, 200];
+  const tcp = [0xc3, 0x50 + j, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0];
+  return Uint8Array.from([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x81, 0, 0, 100, 0x08, 0, ...ip, ...tcp]);
+}
 const PACKETS = 2000;
 const PER = 25;
 const packets = [];
@@ -56,6 +65,20 @@ if (kind === 'v5') {
         })),
       ),
     );
+} else if (kind === 'ipfix-section') {
+  template = new ExportPacketBuilder(10, 1)
+    .optionsTemplates([{ id: 400, scopeCount: 1, fields: selector }])
+    .templates([{ id: 300, fields: section }])
+    .data(400, [encodeRecord(selector, [1, 1, 1, 999])])
+    .build({ exportSecs: 1.8e9, sequence: 0 });
+  for (let i = 0; i < PACKETS; i++) {
+    const recs = Array.from({ length: PER }, (_, j) =>
+      encodeRecord(section, [1, 3_000_000_001, 2, 0, 1514, frame(j)]),
+    );
+    packets.push(
+      new ExportPacketBuilder(10, 1).data(300, recs).build({ exportSecs: 1.8e9, sequence: 1 + i * PER }),
+    );
+  }
 } else {
   const fields = kind === 'v9' ? v9 : ipfix;
   const version = kind === 'v9' ? 9 : 10;

@@ -14,7 +14,7 @@ const PROBE = join(REPO_ROOT, 'test', 'regression', 'allocation-probe.mjs');
 const MAX_BYTES_PER_RECORD = 10;
 
 describe('hot-path allocation', () => {
-  test.each(['v9', 'v5', 'ipfix'])(
+  test.each(['v9', 'v5', 'ipfix', 'ipfix-section'])(
     `%s: at most ${MAX_BYTES_PER_RECORD} heap bytes per decoded and encoded record`,
     (kind) => {
       const run = spawnSync(
