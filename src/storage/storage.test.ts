@@ -53,7 +53,11 @@ describe('storage on the embedded engine', () => {
       store,
       'SELECT name FROM schema_migrations FINAL ORDER BY version',
     );
-    expect(rows.map((r) => r.name)).toEqual(['0001_create_flows.sql', '0002_create_rollups.sql']);
+    expect(rows.map((r) => r.name)).toEqual([
+      '0001_create_flows.sql',
+      '0002_create_rollups.sql',
+      '0003_create_findings.sql',
+    ]);
   });
 
   test('every vendor record round-trips through RowBinary, the spool and an INSERT unchanged', async () => {

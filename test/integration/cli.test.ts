@@ -121,6 +121,10 @@ describe('flowsentry CLI', () => {
       "SELECT name FROM system.tables WHERE database = 'flowsentry' ORDER BY name",
     );
     expect(tables.map((t) => t.name)).toEqual([
+      'detector_runs',
+      'finding_contributions',
+      'finding_events',
+      'findings',
       'flows',
       'flows_1h',
       'flows_1h_mv',
