@@ -90,9 +90,9 @@ beforeAll(async () => {
   });
   scanFlows = 240;
   const later = new TrafficBuilder();
-  // The same pair again 3 hours later: past the one-hour cool-down.
+  // The same pair again 2 hours later: past the one-hour cool-down (and an hour before the recent traffic).
   for (let i = 0; i < 60; i++)
-    later.synProbe(T0 + 3 * 3600 * S + i * S, '203.0.113.9', '10.2.0.1', 41_000, 1 + i, 'none');
+    later.synProbe(T0 + 2 * 3600 * S + i * S, '203.0.113.9', '10.2.0.1', 41_000, 1 + i, 'none');
   // An allowlisted scanner.
   for (let i = 0; i < 60; i++)
     later.synProbe(T0 + 600 * S + i * S, '203.0.113.200', '10.2.0.2', 42_000, 1 + i, 'none');
@@ -167,7 +167,7 @@ describe('detection engine', () => {
     const { engine } = h.detection({ allowlist: { src: ['203.0.113.200/32'] } });
     const result = await engine.backfill({
       from: T0 / 1000 - 60_000,
-      to: T0 / 1000 + 4 * 3600_000,
+      to: T0 / 1000 + 3 * 3600_000,
       detectors: ['vertical-port-scan'],
     });
     const scans = await scanFindings();

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/common/logger.js';
 import { type Config, configSchema } from '../../src/config/schema.js';
@@ -46,31 +47,59 @@ export class DetectionHarness {
     return new DetectionHarness(dir, store);
   }
 
-  /** Exports the traffic with softflowd and stores the flows; fails if the export lost any. */
+  /**
+   * Exports the traffic with softflowd and stores the flows; fails if the export lost any.
+   *
+   * softflowd reading a file expires nothing until the file ends, so by default every flow is exported
+   * (and received) at the end of the capture. With `segmentSeconds`, the capture is cut into slices of
+   * that length, each exported by its own softflowd run and received at its end: every record then
+   * covers at most one slice, and a long connection arrives as one record per slice, as from a router
+   * whose active timeout is that long.
+   */
   async load(
     traffic: TrafficBuilder,
-    options: SoftflowdOptions & { exporter?: string } = {},
+    options: SoftflowdOptions & { exporter?: string; segmentSeconds?: number } = {},
   ): Promise<Loaded> {
     const n = ++this.serial;
-    const pcap = join(this.dir.path, `traffic-${n}.pcap`);
-    const written = traffic.write(pcap);
-    const { datagrams, output } = await exportWithSoftflowd(pcap, this.dir.path, options);
     const importer = new DatagramImporter(
       this.store,
       join(this.dir.path, `spool-${n}`),
       { maxRows: 100_000, maxInsertRows: 400_000, spoolMaxBytes: 1 << 30 },
       this.log,
     );
-    for (const d of datagrams) importer.add(options.exporter ?? '192.0.2.250', d.payload, d.exportMs);
+    const span = traffic.span;
+    const slices: Array<{ fromUs: number; toUs: number } | undefined> = [];
+    if (options.segmentSeconds) {
+      const step = options.segmentSeconds * 1e6;
+      for (let from = Math.floor(span.firstUs / step) * step; from <= span.lastUs; from += step) {
+        slices.push({ fromUs: from, toUs: from + step });
+      }
+    } else {
+      slices.push(undefined);
+    }
+    let outputs = '';
+    for (const [i, slice] of slices.entries()) {
+      const pcap = join(this.dir.path, `traffic-${n}-${i}.pcap`);
+      const written = traffic.write(pcap, slice);
+      if (written.packets === 0) continue;
+      const { datagrams, output } = await exportWithSoftflowd(pcap, this.dir.path, options);
+      outputs = output;
+      for (const d of datagrams) {
+        // A slice is received when it ends (its export happens then), not at its last packet.
+        const received = slice ? Math.max(d.exportMs, Math.floor(slice.toUs / 1000)) : d.exportMs;
+        importer.add(options.exporter ?? '192.0.2.250', d.payload, received);
+      }
+      rmSync(pcap, { force: true });
+    }
     const result = await importer.finish();
     const lost = importer.decoder.streams().reduce((s, x) => s + x.sequence_lost_records, 0);
     if (result.records === 0 || lost > 0 || result.stored !== result.records || result.decodeErrors > 0) {
-      throw new Error(`export incomplete: ${JSON.stringify({ ...result, lost })}\n${output}`);
+      throw new Error(`export incomplete: ${JSON.stringify({ ...result, lost })}\n${outputs}`);
     }
     return {
       records: result.stored,
-      firstMs: Math.floor(written.firstUs / 1000),
-      lastMs: Math.ceil(written.lastUs / 1000),
+      firstMs: Math.floor(span.firstUs / 1000),
+      lastMs: Math.ceil(span.lastUs / 1000),
     };
   }
 

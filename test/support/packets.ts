@@ -252,10 +252,12 @@ export class TrafficBuilder {
   }
 
   /** Writes the packets, in time order, as a pcap (LINKTYPE_ETHERNET, microseconds). */
-  write(path: string): { packets: number; firstUs: number; lastUs: number } {
-    const order = new Uint32Array(this.count);
-    for (let i = 0; i < this.count; i++) order[i] = i;
-    order.sort((a, b) => this.times[a]! - this.times[b]! || a - b);
+  write(
+    path: string,
+    slice?: { fromUs: number; toUs: number },
+  ): { packets: number; firstUs: number; lastUs: number } {
+    let order = this.sorted();
+    if (slice) order = order.filter((i) => this.times[i]! >= slice.fromUs && this.times[i]! < slice.toUs);
     const fd = openSync(path, 'w');
     try {
       const header = new Uint8Array(24);
@@ -291,10 +293,32 @@ export class TrafficBuilder {
       closeSync(fd);
     }
     return {
-      packets: this.count,
-      firstUs: this.count > 0 ? this.times[order[0]!]! : 0,
-      lastUs: this.count > 0 ? this.times[order[this.count - 1]!]! : 0,
+      packets: order.length,
+      firstUs: order.length > 0 ? this.times[order[0]!]! : 0,
+      lastUs: order.length > 0 ? this.times[order[order.length - 1]!]! : 0,
     };
+  }
+
+  private order: Uint32Array | null = null;
+  private orderedCount = -1;
+
+  /** Packet indexes in time order (cached until packets are added). */
+  private sorted(): Uint32Array {
+    if (this.order && this.orderedCount === this.count) return this.order;
+    const order = new Uint32Array(this.count);
+    for (let i = 0; i < this.count; i++) order[i] = i;
+    order.sort((a, b) => this.times[a]! - this.times[b]! || a - b);
+    this.order = order;
+    this.orderedCount = this.count;
+    return order;
+  }
+
+  /** First and last packet times (epoch µs), 0 when empty. */
+  get span(): { firstUs: number; lastUs: number } {
+    const order = this.sorted();
+    return order.length === 0
+      ? { firstUs: 0, lastUs: 0 }
+      : { firstUs: this.times[order[0]!]!, lastUs: this.times[order[order.length - 1]!]! };
   }
 }
 
