@@ -66,8 +66,8 @@ export class TrafficBuilder {
     tos?: number;
     ttl?: number;
   }): void {
-    const src = parseAddress(spec.src);
-    const dst = parseAddress(spec.dst);
+    const src = this.address(spec.src);
+    const dst = this.address(spec.dst);
     if (!src || !dst) throw new Error(`bad address ${spec.src} or ${spec.dst}`);
     const v4 = isMapped(src);
     if (v4 !== isMapped(dst)) throw new Error('source and destination must be the same family');
@@ -120,6 +120,19 @@ export class TrafficBuilder {
       v.setUint16(t + 6, spec.dport ?? 1);
     }
     this.add(spec.t, frame, 14 + ipHeader + transportLength);
+  }
+
+  private readonly addresses = new Map<string, Uint8Array | null>();
+
+  /** Parsed addresses, cached (a scenario reuses a few thousand addresses millions of times). */
+  private address(text: string): Uint8Array | null {
+    let bytes = this.addresses.get(text);
+    if (bytes === undefined) {
+      if (this.addresses.size > 200_000) this.addresses.clear();
+      bytes = parseAddress(text);
+      this.addresses.set(text, bytes);
+    }
+    return bytes;
   }
 
   private add(timeUs: number, frame: Uint8Array, originalLength: number): void {
