@@ -17,7 +17,9 @@ const SLACK_MS = 5 * 60_000;
 function involves(f: Finding, label: AttackLabel): boolean {
   const ips = new Set([f.src_ip, f.dst_ip, ...f.related_ips]);
   if (!label.entities.some((e) => ips.has(e))) return false;
-  return Date.parse(f.first_seen) <= label.endMs + SLACK_MS && Date.parse(f.last_seen) >= label.startMs - SLACK_MS;
+  return (
+    Date.parse(f.first_seen) <= label.endMs + SLACK_MS && Date.parse(f.last_seen) >= label.startMs - SLACK_MS
+  );
 }
 
 /**
@@ -27,7 +29,11 @@ function involves(f: Finding, label: AttackLabel): boolean {
  * detector about the same attack, such as a volumetric-flood finding on a SYN flood's victim, is not
  * counted as false).
  */
-export function evaluate(findings: readonly Finding[], labels: readonly AttackLabel[], hours: number): Evaluation {
+export function evaluate(
+  findings: readonly Finding[],
+  labels: readonly AttackLabel[],
+  hours: number,
+): Evaluation {
   const detected: Array<{ label: AttackLabel; findings: Finding[] }> = [];
   const missed: AttackLabel[] = [];
   for (const label of labels) {

@@ -1,0 +1,77 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { Finding } from '../../src/findings/model.js';
+import { DetectionHarness, trafficBase } from '../support/detection.js';
+import { type Evaluation, evaluate } from '../support/evaluation.js';
+import { TrafficBuilder } from '../support/packets.js';
+import { buildScenario, type Scenario } from '../support/scenario.js';
+
+/**
+ * Detection quality on the office-network scenario (test/support/scenario.ts): 90 minutes of
+ * background traffic from ~280 hosts with 17 labelled attacks, exported by softflowd in 5-minute
+ * slices (a 5-minute active timeout), stored, and run through every detector as a backfill with the
+ * configuration an operator would write (the vulnerability scanner and the backup jobs allowlisted,
+ * the internal resolvers sanctioned, indicator lists loaded). The README's detection section reports
+ * these numbers; the targets are the issue's: campaign recall ≥ 0.9 and fewer than 3 false findings an
+ * hour.
+ */
+
+let h: DetectionHarness;
+let scenario: Scenario;
+let findings: Finding[];
+let result: Evaluation;
+
+export function scenarioDetection(s: Scenario, dir: string): Record<string, unknown> {
+  const lists = Object.entries(s.indicatorFiles).map(([name, content]) => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  });
+  const infra = s.infrastructure;
+  return {
+    threatIntel: lists,
+    internalNetworks: ['10.0.0.0/8'],
+    allowlist: { src: [`${infra.vulnerabilityScanner}/32`, `${infra.monitoring}/32`], dst: [] },
+    detectors: {
+      exfiltration: { allowlist: { src: [`${infra.backupServer}/32`], dst: [`${infra.backupTarget}/32`] } },
+      'lateral-movement': { allowlist: { src: [`${infra.backupServer}/32`], dst: [] } },
+      'dns-tunnelling': { params: { sanctionedResolvers: infra.resolvers.map((r) => `${r}/32`) } },
+    },
+  };
+}
+
+beforeAll(async () => {
+  h = await DetectionHarness.open();
+  const b = new TrafficBuilder();
+  scenario = buildScenario(b, { startUs: trafficBase(24 * 60) });
+  await h.load(b, { segmentSeconds: 300, maxFlows: 1_000_000 });
+  const { engine } = h.detection(scenarioDetection(scenario, h.dir.path));
+  await engine.backfill({ from: scenario.startMs, to: scenario.endMs });
+  findings = await h.findings();
+  result = evaluate(findings, scenario.labels, (scenario.endMs - scenario.startMs) / 3_600_000);
+  const summary = {
+    attacks: result.attacks,
+    recall: result.recall,
+    false_per_hour: result.falsePerHour,
+    missed: result.missed.map((l) => l.id),
+    false: result.falseFindings.map((f) => `${f.detector}: ${f.title}`),
+  };
+  process.stderr.write(`scenario: ${JSON.stringify(summary, null, 2)}\n`);
+}, 600_000);
+
+afterAll(async () => {
+  await h?.close();
+});
+
+describe('detection quality on the office scenario', () => {
+  test('campaign recall is at least 0.9', () => {
+    expect(result.missed.map((l) => l.id)).toEqual([]);
+    expect(result.recall).toBeGreaterThanOrEqual(0.9);
+  });
+
+  test('fewer than 3 false findings an hour of traffic', () => {
+    expect(result.falseFindings.map((f) => `${f.detector}: ${f.title}`)).toEqual([]);
+    expect(result.falsePerHour).toBeLessThan(3);
+  });
+});
