@@ -1,11 +1,9 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Finding } from '../../src/findings/model.js';
 import { DetectionHarness, trafficBase } from '../support/detection.js';
 import { type Evaluation, evaluate } from '../support/evaluation.js';
 import { TrafficBuilder } from '../support/packets.js';
-import { buildScenario, type Scenario } from '../support/scenario.js';
+import { buildScenario, operatorConfig, type Scenario } from '../support/scenario.js';
 
 /**
  * Detection quality on the office-network scenario (test/support/scenario.ts): 90 minutes of
@@ -22,31 +20,12 @@ let scenario: Scenario;
 let findings: Finding[];
 let result: Evaluation;
 
-export function scenarioDetection(s: Scenario, dir: string): Record<string, unknown> {
-  const lists = Object.entries(s.indicatorFiles).map(([name, content]) => {
-    const path = join(dir, name);
-    writeFileSync(path, content);
-    return path;
-  });
-  const infra = s.infrastructure;
-  return {
-    threatIntel: lists,
-    internalNetworks: ['10.0.0.0/8'],
-    allowlist: { src: [`${infra.vulnerabilityScanner}/32`, `${infra.monitoring}/32`], dst: [] },
-    detectors: {
-      exfiltration: { allowlist: { src: [`${infra.backupServer}/32`], dst: [`${infra.backupTarget}/32`] } },
-      'lateral-movement': { allowlist: { src: [`${infra.backupServer}/32`], dst: [] } },
-      'dns-tunnelling': { params: { sanctionedResolvers: infra.resolvers.map((r) => `${r}/32`) } },
-    },
-  };
-}
-
 beforeAll(async () => {
   h = await DetectionHarness.open();
   const b = new TrafficBuilder();
   scenario = buildScenario(b, { startUs: trafficBase(24 * 60) });
   await h.load(b, { segmentSeconds: 300, maxFlows: 1_000_000 });
-  const { engine } = h.detection(scenarioDetection(scenario, h.dir.path));
+  const { engine } = h.detection(operatorConfig(scenario, h.dir.path));
   await engine.backfill({ from: scenario.startMs, to: scenario.endMs });
   findings = await h.findings();
   result = evaluate(findings, scenario.labels, (scenario.endMs - scenario.startMs) / 3_600_000);

@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type TrafficBuilder, UDP } from './packets.js';
 
 /**
@@ -682,5 +684,29 @@ export function buildScenario(b: TrafficBuilder, options: ScenarioOptions): Scen
     hosts: workstations.length + admins.length + servers.length + 8,
     indicatorFiles,
     infrastructure: { resolvers, vulnerabilityScanner: scanner, backupServer, backupTarget, monitoring },
+  };
+}
+
+/**
+ * The detection settings an operator of this network would write: the vulnerability scanner and the
+ * monitoring server allowlisted, the backup jobs allowlisted where they look like exfiltration and
+ * lateral movement, the internal resolvers sanctioned, and the indicator lists written into `dir`.
+ */
+export function operatorConfig(s: Scenario, dir: string): Record<string, unknown> {
+  const lists = Object.entries(s.indicatorFiles).map(([name, content]) => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  });
+  const infra = s.infrastructure;
+  return {
+    threatIntel: lists,
+    internalNetworks: ['10.0.0.0/8'],
+    allowlist: { src: [`${infra.vulnerabilityScanner}/32`, `${infra.monitoring}/32`], dst: [] },
+    detectors: {
+      exfiltration: { allowlist: { src: [`${infra.backupServer}/32`], dst: [`${infra.backupTarget}/32`] } },
+      'lateral-movement': { allowlist: { src: [`${infra.backupServer}/32`], dst: [] } },
+      'dns-tunnelling': { params: { sanctionedResolvers: infra.resolvers.map((r) => `${r}/32`) } },
+    },
   };
 }
