@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<{ main(): Promise<string> }>> = {
   e2e: () => import('./e2e.js'),
   memory: () => import('./memory.js'),
   query: () => import('./query.js'),
+  detect: () => import('./detect.js'),
 };
 
 const RESULTS = fromRoot('bench', 'RESULTS.md');
