@@ -1,4 +1,5 @@
 import type { DetectorDefinition } from './detector.js';
+import { bruteForce } from './detectors/brute-force/detector.js';
 import { horizontalSweep } from './detectors/horizontal-sweep/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
@@ -9,4 +10,5 @@ import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 export const DETECTORS: readonly DetectorDefinition[] = [
   verticalPortScan,
   horizontalSweep,
+  bruteForce,
 ] as readonly DetectorDefinition[];
