@@ -1,5 +1,6 @@
 import type { DetectorDefinition } from './detector.js';
 import { bruteForce } from './detectors/brute-force/detector.js';
+import { exposedRemoteService } from './detectors/exposed-remote-service/detector.js';
 import { horizontalSweep } from './detectors/horizontal-sweep/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
@@ -11,4 +12,5 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   verticalPortScan,
   horizontalSweep,
   bruteForce,
+  exposedRemoteService,
 ] as readonly DetectorDefinition[];
