@@ -2,6 +2,7 @@ import type { DetectorDefinition } from './detector.js';
 import { bruteForce } from './detectors/brute-force/detector.js';
 import { exposedRemoteService } from './detectors/exposed-remote-service/detector.js';
 import { horizontalSweep } from './detectors/horizontal-sweep/detector.js';
+import { lateralMovement } from './detectors/lateral-movement/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
 /**
@@ -13,4 +14,5 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   horizontalSweep,
   bruteForce,
   exposedRemoteService,
+  lateralMovement,
 ] as readonly DetectorDefinition[];
