@@ -1,8 +1,18 @@
 import type { DetectorDefinition } from './detector.js';
+import { bruteForce } from './detectors/brute-force/detector.js';
+import { exposedRemoteService } from './detectors/exposed-remote-service/detector.js';
+import { horizontalSweep } from './detectors/horizontal-sweep/detector.js';
+import { lateralMovement } from './detectors/lateral-movement/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
 /**
  * Every detector flowsentry ships, in the order the README lists them. Adding a detector: its folder
  * under detectors/ and one line here.
  */
-export const DETECTORS: readonly DetectorDefinition[] = [verticalPortScan] as readonly DetectorDefinition[];
+export const DETECTORS: readonly DetectorDefinition[] = [
+  verticalPortScan,
+  horizontalSweep,
+  bruteForce,
+  exposedRemoteService,
+  lateralMovement,
+] as readonly DetectorDefinition[];
