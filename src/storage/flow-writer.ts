@@ -225,19 +225,22 @@ export class FlowWriter {
 
   private async insert(batch: SpoolFile[]): Promise<void> {
     const token = `${batch[0]!.name}+${batch.length}`;
+    if (this.store.embedded) {
+      const names = batch.map((f) => f.name);
+      const glob = names.length === 1 ? names[0]! : `{${names.join(',')}}`;
+      // The settings go in the statement: the embedded connection would turn client settings into
+      // SETs on its one session, and a deduplication token left there makes every later INSERT into
+      // flows without a token of its own a silent duplicate.
+      await this.store.client.command({
+        query: `INSERT INTO flows (${FLOW_COLUMN_LIST}) SETTINGS insert_deduplication_token = ${sqlString(token)}, deduplicate_blocks_in_dependent_materialized_views = 1 SELECT * FROM file(${sqlString(`${this.spool.dir}/${glob}`)}, 'RowBinary', ${sqlString(FLOW_ROWBINARY_STRUCTURE)})`,
+      });
+      return;
+    }
+    // A server takes client settings per request (HTTP parameters), so they stay with this INSERT.
     const settings: ClickHouseSettings = {
       insert_deduplication_token: token,
       deduplicate_blocks_in_dependent_materialized_views: 1,
     };
-    if (this.store.embedded) {
-      const names = batch.map((f) => f.name);
-      const glob = names.length === 1 ? names[0]! : `{${names.join(',')}}`;
-      await this.store.client.command({
-        query: `INSERT INTO flows (${FLOW_COLUMN_LIST}) SELECT * FROM file(${sqlString(`${this.spool.dir}/${glob}`)}, 'RowBinary', ${sqlString(FLOW_ROWBINARY_STRUCTURE)})`,
-        clickhouse_settings: settings,
-      });
-      return;
-    }
     const body = new PassThrough({ highWaterMark: 1 << 20 });
     const feeding = (async () => {
       for (const file of batch) await pipeline(createReadStream(file.path), body, { end: false });

@@ -154,6 +154,16 @@ describe('storage on the embedded engine', () => {
     expect(restarted.recover().files).toEqual([]);
   });
 
+  test("the writer's deduplication token does not outlive its INSERT", async () => {
+    // Embedded: a token left on the session would make this second INSERT (same rows, no token) a
+    // silent duplicate of the writer's batch.
+    const [before] = await queryRows<{ n: number }>(store, 'SELECT count() AS n FROM flows');
+    await store.client.command({ query: 'INSERT INTO flows (time_received, proto) SELECT now(), 6 FROM numbers(7)' });
+    await store.client.command({ query: 'INSERT INTO flows (time_received, proto) SELECT now(), 6 FROM numbers(7)' });
+    const [after] = await queryRows<{ n: number }>(store, 'SELECT count() AS n FROM flows');
+    expect(after!.n - before!.n).toBe(14);
+  });
+
   test('retention follows the configuration', async () => {
     await applyRetention(store, { flowsDays: 7, rollup1mDays: 30, rollup1hDays: 400 }, log);
     const tables = await queryRows<{ name: string; engine_full: string }>(
