@@ -158,8 +158,12 @@ describe('storage on the embedded engine', () => {
     // Embedded: a token left on the session would make this second INSERT (same rows, no token) a
     // silent duplicate of the writer's batch.
     const [before] = await queryRows<{ n: number }>(store, 'SELECT count() AS n FROM flows');
-    await store.client.command({ query: 'INSERT INTO flows (time_received, proto) SELECT now(), 6 FROM numbers(7)' });
-    await store.client.command({ query: 'INSERT INTO flows (time_received, proto) SELECT now(), 6 FROM numbers(7)' });
+    await store.client.command({
+      query: 'INSERT INTO flows (time_received, proto) SELECT now(), 6 FROM numbers(7)',
+    });
+    await store.client.command({
+      query: 'INSERT INTO flows (time_received, proto) SELECT now(), 6 FROM numbers(7)',
+    });
     const [after] = await queryRows<{ n: number }>(store, 'SELECT count() AS n FROM flows');
     expect(after!.n - before!.n).toBe(14);
   });

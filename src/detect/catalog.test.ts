@@ -1,0 +1,44 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+import { isTechniqueId, TACTICS, TECHNIQUES } from './attack.js';
+import { DETECTORS } from './registry.js';
+
+/**
+ * Conventions every detector of the registry keeps (after Elastic's test_all_rules.py): a unique
+ * kebab-case id with its own folder holding the query and the tests, known ATT&CK techniques,
+ * parameters whose defaults validate, a lookback covering the interval, documented false positives.
+ */
+const here = dirname(fileURLToPath(import.meta.url));
+
+describe('detector catalog', () => {
+  test('ids are unique and kebab-case', () => {
+    const ids = DETECTORS.map((d) => d.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) expect(id).toMatch(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/);
+  });
+
+  for (const d of DETECTORS) {
+    test(`${d.id}: folder, techniques, parameters, schedule and false positives`, () => {
+      const folder = join(here, 'detectors', d.id);
+      expect(existsSync(join(folder, 'detector.ts')), `${folder}/detector.ts`).toBe(true);
+      expect(existsSync(join(folder, 'detector.test.ts')), `${folder}/detector.test.ts`).toBe(true);
+      expect(existsSync(join(folder, 'query.sql')), `${folder}/query.sql`).toBe(true);
+      expect(d.techniques.length).toBeGreaterThan(0);
+      for (const t of d.techniques) {
+        expect(isTechniqueId(t), `${t} in attack.ts`).toBe(true);
+        for (const tactic of TECHNIQUES[t].tactics) expect(Object.hasOwn(TACTICS, tactic)).toBe(true);
+      }
+      expect(d.params.safeParse({}).success).toBe(true);
+      expect(d.params.safeParse({ noSuchParameter: 1 }).success, 'params must reject unknown keys').toBe(
+        false,
+      );
+      expect(d.lookbackSeconds).toBeGreaterThanOrEqual(d.intervalSeconds);
+      expect(d.intervalSeconds).toBeGreaterThanOrEqual(10);
+      expect(d.falsePositives.length).toBeGreaterThan(0);
+      expect(d.title.length).toBeGreaterThan(3);
+      expect(d.description.length).toBeGreaterThan(20);
+    });
+  }
+});
