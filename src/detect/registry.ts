@@ -1,4 +1,5 @@
 import type { DetectorDefinition } from './detector.js';
+import { synFlood } from './detectors/syn-flood/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 import { volumetricFlood } from './detectors/volumetric-flood/detector.js';
 
@@ -9,4 +10,5 @@ import { volumetricFlood } from './detectors/volumetric-flood/detector.js';
 export const DETECTORS: readonly DetectorDefinition[] = [
   verticalPortScan,
   volumetricFlood,
+  synFlood,
 ] as readonly DetectorDefinition[];
