@@ -1,5 +1,6 @@
 import type { DetectorDefinition } from './detector.js';
 import { synFlood } from './detectors/syn-flood/detector.js';
+import { udpAmplification } from './detectors/udp-amplification/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 import { volumetricFlood } from './detectors/volumetric-flood/detector.js';
 
@@ -11,4 +12,5 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   verticalPortScan,
   volumetricFlood,
   synFlood,
+  udpAmplification,
 ] as readonly DetectorDefinition[];
