@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DetectionHarness, trafficBase } from '../../../../test/support/detection.js';
 import { ACK, ICMP, PSH, TrafficBuilder, UDP } from '../../../../test/support/packets.js';
 import type { Finding } from '../../../findings/model.js';
+import { queryRows } from '../../../storage/clickhouse.js';
 
 // Aligned to the backfill's 300 s chunks, so that each scenario knows which window it falls in.
 const T0 = Math.floor(trafficBase() / 300e6) * 300e6;
@@ -19,6 +20,7 @@ function spread(from: number, durationUs: number, count: number, phase = 0): Flo
 let h: DetectionHarness;
 let findings: Finding[];
 let sampled: Finding[];
+let splitRecords: { records: number; timeouts: number };
 
 const lowThresholdHosts = { cidr: '10.1.2.0/24', pps: 2_000, flowsPerSecond: 100 };
 const straddled = { cidr: '10.1.4.0/24', flowsPerSecond: 500 };
@@ -147,11 +149,37 @@ beforeAll(async () => {
   }
 
   const loaded = await h.load(b);
+
+  // Look-alike, exported with a short active timeout (softflowd maxlife 20 s, checked every 5 s): 1,500
+  // UDP streams of 1 packet/s toward one host (override: 100 new flows/s), started over 60 s (25 new
+  // flows/s) and lasting 90 s. The exporter splits them in bursts: an expiry check cuts every stream
+  // past its lifetime, and their next records all begin within a second. Those are not new flows.
+  const split = new TrafficBuilder();
+  for (let i = 0; i < 1_500; i++) {
+    split.packetTrain(
+      {
+        src: `100.72.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+        dst: '10.1.2.8',
+        proto: UDP,
+        sport: 6_000,
+        dport: 6_000,
+        payload: 100,
+      },
+      spread(T0 + 600 * S + i * 40_000, 90 * S, 90),
+    );
+  }
+  const splitLoaded = await h.load(split, { timeouts: { maxlife: 20, expint: 5 } });
   const { engine } = h.detection({
     detectors: { [ID]: { params: { hostOverrides: [lowThresholdHosts, outboundTarget, straddled] } } },
   });
-  await engine.backfill({ from: loaded.firstMs - 60_000, to: loaded.lastMs + 600_000, detectors: [ID] });
+  await engine.backfill({ from: loaded.firstMs - 60_000, to: splitLoaded.lastMs + 600_000, detectors: [ID] });
   findings = await h.findings(ID);
+  splitRecords = (
+    await queryRows<{ records: number; timeouts: number }>(
+      h.store,
+      "SELECT count() AS records, countIf(end_reason = 2) AS timeouts FROM flows WHERE dst_addr = toIPv6('::ffff:10.1.2.8')",
+    )
+  )[0]!;
 
   // Sampling: softflowd -r cannot sample, so these records are inserted as a 1:100 sampling exporter
   // sends them, 20 minutes later: 600 single-packet flows in 10 s to each of two hosts (60 flows/s
@@ -279,6 +307,14 @@ describe(ID, () => {
     expect(f.evidence.peak_flows_per_second).toBe(600);
     expect(near(f.first_seen, T0 + 290 * S)).toBe(true);
     expect(near(f.last_seen, T0 + 310 * S)).toBe(true);
+  });
+
+  test('streams split by an active timeout are not new flows', () => {
+    // The exporter did split them (several records per stream, cut by the active timeout)...
+    expect(splitRecords.records).toBeGreaterThan(2 * 1_500);
+    expect(splitRecords.timeouts).toBeGreaterThan(1_500);
+    // ...and the host stays silent: no bucket has 100 new 5-tuples a second.
+    expect(findings.find((f) => f.dst_ip === '10.1.2.8')).toBeUndefined();
   });
 
   test('long one-way streams, a flash crowd, a backup and a QUIC download stay silent', () => {
