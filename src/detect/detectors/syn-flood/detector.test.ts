@@ -120,6 +120,21 @@ beforeAll(async () => {
     );
   }
 
+  // IPv6, under an override for fd00:2::/64 (200 SYN/s): 40 sources send 100 SYNs each in 10 s.
+  for (let s = 0; s < 40; s++) {
+    b.packetTrain(
+      {
+        src: `2001:db8:77::${(s + 1).toString(16)}`,
+        dst: 'fd00:2::10',
+        proto: TCP,
+        sport: 35_000 + s,
+        dport: 443,
+        flags: SYN,
+      },
+      spread(T0 + 190 * S, 10 * S, 100, s / 40),
+    );
+  }
+
   const loaded = await h.load(b, { maxFlows: 200_000 });
   const { engine } = h.detection({
     detectors: {
@@ -128,6 +143,7 @@ beforeAll(async () => {
           hostOverrides: [
             { cidr: '10.2.2.0/24', synPps: 200 },
             { cidr: '203.0.113.200/32', synPps: 500 },
+            { cidr: 'fd00:2::/64', synPps: 200 },
           ],
         },
       },
@@ -239,8 +255,24 @@ describe(ID, () => {
     expect(f!.related_ips.every((ip) => ip.startsWith('10.6.0.'))).toBe(true);
   });
 
+  test('IPv6: victim, sources and a v6 host override', () => {
+    const f = findings.find((x) => x.dst_ip === 'fd00:2::10');
+    expect(f).toBeDefined();
+    expect(f!.evidence.threshold_syn_pps).toBe(200);
+    expect(f!.evidence.peak_syn_pps).toBe(400);
+    expect(f!.evidence.sources).toBe(40);
+    expect(f!.related_ips.every((ip) => ip.startsWith('2001:db8:77::'))).toBe(true);
+    expect(f!.title).toMatch(/^SYN flood toward fd00:2::10 port 443: 400 SYN\/s from 40 sources, 100 % SYN$/);
+    expect(near(f!.first_seen, T0 + 190 * S)).toBe(true);
+  });
+
   test('a port scan, a busy server with failed attempts and backscatter stay silent', () => {
-    expect(findings.map((f) => f.dst_ip).sort()).toEqual(['10.1.1.40', '10.2.2.40', '203.0.113.200']);
+    expect(findings.map((f) => f.dst_ip).sort()).toEqual([
+      '10.1.1.40',
+      '10.2.2.40',
+      '203.0.113.200',
+      'fd00:2::10',
+    ]);
   });
 
   test('sampling: the sources threshold is divided by the rate, down to its floor', () => {
