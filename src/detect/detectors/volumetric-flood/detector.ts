@@ -68,7 +68,7 @@ const params = z.strictObject({
 
 type Params = z.infer<typeof params>;
 
-/** The thresholds that apply to one host, the defaults where an override leaves one out. */
+/** Each override's thresholds (the defaults where it leaves one out), as parallel arrays for the query. */
 function resolved(p: Params): { lo: string[]; hi: string[]; pps: number[]; bps: number[]; fps: number[] } {
   const out = {
     lo: [] as string[],

@@ -7,7 +7,8 @@
 -- buckets its span overlaps (its packets spread evenly over its duration), so that one long record is
 -- not counted as a burst in the bucket where it started or ended. A record with no duration falls in
 -- its own bucket. Flows per second count 5-tuples whose first record starts in the bucket: the later
--- records of an active-timeout split are the same flow.
+-- records of an active-timeout split are the same flow, and a 5-tuple whose first record in the
+-- context began before it started earlier (or continues a record exported before the context).
 --
 -- Two-way conversations do not count: traffic from a peer on a 5-tuple to which the host answers
 -- with at least one packet per {answer_ratio} received (and, for TCP, with ACK set in both
@@ -88,7 +89,9 @@ buckets AS
            sum(p * share) AS bucket_packets,
            sum(b * share) AS bucket_bytes,
            sum(p * share * w) AS bucket_new_packets,
-           countIf(first_rec AND bucket = intDiv(s, {bucket_ms:UInt32})) AS bucket_new_tuples,
+           -- A 5-tuple whose first record here began before the context is a flow that started
+           -- earlier (or the continuation of one cut by an active timeout), not a new one.
+           countIf(first_rec AND s >= {context_from:Int64} AND bucket = intDiv(s, {bucket_ms:UInt32})) AS bucket_new_tuples,
            max(tuple_rate) AS rate,
            any(v_internal) AS victim_internal
     FROM
