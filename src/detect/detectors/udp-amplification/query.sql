@@ -24,6 +24,23 @@
 -- first_seen/last_seen (epoch ms, unsolicited responses), new_flows/new_bytes/new_packets (this
 -- window's unsolicited responses), exporters.
 WITH
+-- Hosts receiving at least {min_packets} packets from amplification ports at all: the only ones worth
+-- pairing up (a cheap pass that keeps the per-pair work small).
+candidates AS
+(
+    SELECT side.1 AS victim
+    FROM
+    (
+        SELECT arrayJoin(arrayFilter(x -> x.3, [
+                   (dst_addr, packets, has({ports:Array(UInt16)}, src_port)),
+                   (src_addr, reverse_packets, has({ports:Array(UInt16)}, dst_port) AND reverse_packets > 0)
+               ])) AS side
+        FROM {{flows}}
+        WHERE proto = 17 AND (has({ports:Array(UInt16)}, src_port) OR has({ports:Array(UInt16)}, dst_port))
+    )
+    GROUP BY victim
+    HAVING sum(side.2) >= {min_packets:Float64}
+),
 pairs AS
 (
     SELECT side.1 AS victim, side.2 AS reflector, side.3 AS port,
@@ -51,7 +68,9 @@ pairs AS
                ])) AS side
         FROM {{flows}}
         WHERE proto = 17 AND (has({ports:Array(UInt16)}, src_port) OR has({ports:Array(UInt16)}, dst_port))
+          AND (dst_addr IN candidates OR src_addr IN candidates)
     )
+    WHERE side.1 IN candidates
     GROUP BY victim, reflector, port
 ),
 grouped AS
