@@ -3,7 +3,10 @@ import { bruteForce } from './detectors/brute-force/detector.js';
 import { exposedRemoteService } from './detectors/exposed-remote-service/detector.js';
 import { horizontalSweep } from './detectors/horizontal-sweep/detector.js';
 import { lateralMovement } from './detectors/lateral-movement/detector.js';
+import { synFlood } from './detectors/syn-flood/detector.js';
+import { udpAmplification } from './detectors/udp-amplification/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
+import { volumetricFlood } from './detectors/volumetric-flood/detector.js';
 
 /**
  * Every detector flowsentry ships, in the order the README lists them. Adding a detector: its folder
@@ -15,4 +18,7 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   bruteForce,
   exposedRemoteService,
   lateralMovement,
+  volumetricFlood,
+  synFlood,
+  udpAmplification,
 ] as readonly DetectorDefinition[];
