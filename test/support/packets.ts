@@ -182,8 +182,10 @@ export class TrafficBuilder {
     this.packet({ ...c, t: step(), flags: ACK });
     for (const [i, x] of (s.exchanges ?? []).entries()) {
       if (i > 0) t += think;
-      for (let left = x.up; left > 0; left -= mss) {
+      for (let left = x.up, n = 0; left > 0; left -= mss, n++) {
         this.packet({ ...c, t: step(), flags: PSH | ACK, payload: Math.min(mss, left) });
+        // Delayed ACKs: the receiver acknowledges every second segment (RFC 1122 §4.2.3.2).
+        if (n % 2 === 1) this.packet({ ...r, t: t + gap / 2, flags: ACK });
       }
       for (let left = x.down, n = 0; left > 0; left -= mss, n++) {
         this.packet({ ...r, t: step(), flags: PSH | ACK, payload: Math.min(mss, left) });
