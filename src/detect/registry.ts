@@ -1,5 +1,6 @@
 import type { DetectorDefinition } from './detector.js';
 import { beaconing } from './detectors/beaconing/detector.js';
+import { longConnection } from './detectors/long-connection/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
 /**
@@ -9,4 +10,5 @@ import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 export const DETECTORS: readonly DetectorDefinition[] = [
   verticalPortScan,
   beaconing,
+  longConnection,
 ] as readonly DetectorDefinition[];
