@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DetectionHarness, trafficBase } from '../../../../test/support/detection.js';
-import { ACK, PSH, TCP, TrafficBuilder, UDP } from '../../../../test/support/packets.js';
+import { ACK, PSH, TCP, TrafficBuilder } from '../../../../test/support/packets.js';
 import type { Finding } from '../../../findings/model.js';
 import { queryRows } from '../../../storage/clickhouse.js';
 
