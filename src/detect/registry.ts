@@ -1,6 +1,7 @@
 import type { DetectorDefinition } from './detector.js';
 import { beaconing } from './detectors/beaconing/detector.js';
 import { longConnection } from './detectors/long-connection/detector.js';
+import { nonStandardPort } from './detectors/non-standard-port/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
 /**
@@ -11,4 +12,5 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   verticalPortScan,
   beaconing,
   longConnection,
+  nonStandardPort,
 ] as readonly DetectorDefinition[];
