@@ -1,5 +1,6 @@
 import type { DetectorDefinition } from './detector.js';
 import { beaconing } from './detectors/beaconing/detector.js';
+import { icmpTunnelling } from './detectors/icmp-tunnelling/detector.js';
 import { longConnection } from './detectors/long-connection/detector.js';
 import { nonStandardPort } from './detectors/non-standard-port/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
@@ -13,4 +14,5 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   beaconing,
   longConnection,
   nonStandardPort,
+  icmpTunnelling,
 ] as readonly DetectorDefinition[];
