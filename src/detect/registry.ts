@@ -1,8 +1,12 @@
 import type { DetectorDefinition } from './detector.js';
+import { beaconing } from './detectors/beaconing/detector.js';
 import { bruteForce } from './detectors/brute-force/detector.js';
 import { exposedRemoteService } from './detectors/exposed-remote-service/detector.js';
 import { horizontalSweep } from './detectors/horizontal-sweep/detector.js';
+import { icmpTunnelling } from './detectors/icmp-tunnelling/detector.js';
 import { lateralMovement } from './detectors/lateral-movement/detector.js';
+import { longConnection } from './detectors/long-connection/detector.js';
+import { nonStandardPort } from './detectors/non-standard-port/detector.js';
 import { synFlood } from './detectors/syn-flood/detector.js';
 import { udpAmplification } from './detectors/udp-amplification/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
@@ -21,4 +25,8 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   volumetricFlood,
   synFlood,
   udpAmplification,
+  beaconing,
+  longConnection,
+  nonStandardPort,
+  icmpTunnelling,
 ] as readonly DetectorDefinition[];
