@@ -389,8 +389,8 @@ export class DetectionEngine {
         if (a && a !== srcIp && a !== dstIp && !related.includes(a)) related.push(a);
       }
       out.push({
-        key: o.key.map(String).join('|'),
-        title: o.title,
+        key: o.key.map((k) => unmapText(String(k))).join('|'),
+        title: unmapText(o.title),
         severity: o.severity ?? d.definition.severity,
         confidence: Math.min(1, Math.max(0, o.confidence)),
         techniqueIds: techniques,
@@ -404,7 +404,7 @@ export class DetectionEngine {
         bytes: Math.max(0, Math.round(o.bytes)),
         packets: Math.max(0, Math.round(o.packets)),
         exporters: (o.exporters ?? []).map((e) => displayAddress(e)).filter((e): e is string => e !== null),
-        evidence: o.evidence,
+        evidence: unmapDeep(o.evidence) as Record<string, unknown>,
       });
     }
     return out;
@@ -418,6 +418,25 @@ export class DetectionEngine {
       this.globalAllowlist.dst.has(dst)
     );
   }
+}
+
+const MAPPED_IPV4 = /::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\b/gi;
+
+/**
+ * IPv4 as a.b.c.d wherever a detector wrote ClickHouse's ::ffff:a.b.c.d (titles, keys, evidence), as
+ * the finding's own address fields are written: what analysts read and SIEM rules match.
+ */
+export function unmapText(text: string): string {
+  return text.replace(MAPPED_IPV4, '$1');
+}
+
+function unmapDeep(value: unknown): unknown {
+  if (typeof value === 'string') return unmapText(value);
+  if (Array.isArray(value)) return value.map(unmapDeep);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unmapDeep(v)]));
+  }
+  return value;
 }
 
 function toMs(value: number | string): number {

@@ -179,7 +179,8 @@ export function buildScenario(b: TrafficBuilder, options: ScenarioOptions): Scen
     }
   }
   // Resolvers forward to upstream servers (sanctioned); the mail server sends and receives.
-  for (let t = start; t < end; t += int(200_000, 600_000)) {
+  // Cache misses arrive as the clients' lookups do: a Poisson stream (exponential gaps, mean 400 ms).
+  for (let t = start; t < end; t += Math.max(1_000, Math.round(-Math.log(1 - random()) * 400_000))) {
     b.udpExchange(t, pick(resolvers), pick(upstream), ephemeral(), 53, int(40, 80), int(80, 500));
   }
   for (let t = start; t < end; t += int(20 * S, 90 * S)) {
