@@ -116,6 +116,12 @@ beforeAll(async () => {
   for (let i = 0; i < 2_500; i++) {
     b.udpExchange(T0 + 5 * HOUR + i * 1_440_000, '10.1.0.10', '198.51.100.200', 30_000 + i, 9_999, 60, 60);
   }
+  // Look-alike: a resolver forwarding its clients' cache misses upstream, a Poisson stream (exponential
+  // gaps, mean 60 s) all day: even in time, covering every hour, but not regular.
+  const poisson = random(11);
+  for (let t = T0; t < T0 + 24 * HOUR; t += Math.max(S, Math.round(-Math.log(1 - poisson()) * 60 * S))) {
+    b.udpExchange(t, '10.1.0.12', '198.51.100.53', nextPort(), 53, 40 + Math.floor(poisson() * 40), 120);
+  }
   await h.load(b);
 
   // Look-alike: one SSH session that lasts the whole day with a keep-alive every minute; the exporter
@@ -284,5 +290,21 @@ describe('beaconing', () => {
     // Without the allowlist the beacon to 192.0.2.99 appears too; the human and the long session never.
     expect(all.some((f) => f.dst_ip === '192.0.2.99')).toBe(true);
     expect(all.some((f) => f.dst_ip === '203.0.113.80' || f.dst_ip === '203.0.113.90')).toBe(false);
+  });
+
+  test("a resolver's Poisson stream of upstream lookups is not a beacon, though RITA's score alone would say so", async () => {
+    expect(findings.some((f) => f.dst_ip === '198.51.100.53')).toBe(false);
+    const { engine } = h.detection({
+      detectors: { beaconing: { params: { strobeConnections: 2_000, maxIntervalDispersion: 10 } } },
+    });
+    await engine.backfill({
+      from: T0 / 1000 - 60_000,
+      to: T0 / 1000 + 24 * 3_600_000 + 600_000,
+      detectors: ['beaconing'],
+    });
+    const resolver = (await h.findings('beaconing')).find((f) => f.dst_ip === '198.51.100.53');
+    expect(resolver).toBeDefined();
+    expect(resolver!.evidence.score).toBeGreaterThanOrEqual(0.7);
+    expect(resolver!.evidence.interval_dispersion).toBeGreaterThan(0.5);
   });
 });

@@ -48,6 +48,14 @@ const params = z.strictObject({
   prevalenceMinClients: z.number().int().min(1).default(3),
   /** What a prevalent server does to a pair: skip it, or lower its score by 0.15 as RITA does. */
   prevalenceAction: z.enum(['skip', 'demote']).default('skip'),
+  /**
+   * Most dispersion of the intervals (median absolute deviation / median) for a beacon. Events that
+   * arrive independently of each other (a resolver's upstream lookups, a busy API client: a Poisson
+   * stream) have ≈ 0.69 and, at a high rate, score high on RITA's other three sub-scores (an even
+   * histogram, full coverage, and a Bowley skew taken as 0 below 10 s of spread); a beacon sleeping
+   * 10 min ± 70 % has ≈ 0.35.
+   */
+  maxIntervalDispersion: z.number().min(0).max(10).default(0.5),
   /** Latest connections per pair that are scored (bounds the arrays the query returns). */
   maxConnectionsScored: z.number().int().min(16).max(100_000).default(5_000),
   /** Pairs scored per run (those covering most hours first). */
@@ -159,6 +167,8 @@ export const beaconing = defineDetector({
       if (!s) continue;
       const score = prevalent ? Math.max(0, Math.round((s.score - 0.15) * 1000) / 1000) : s.score;
       if (score < p.minScore) continue;
+      const dispersion = s.intervalMedian > 0 ? s.intervalMad / s.intervalMedian : 0;
+      if (dispersion > p.maxIntervalDispersion) continue;
       out.push({
         ...common,
         key: [r.client, r.server],
@@ -170,6 +180,8 @@ export const beaconing = defineDetector({
           score,
           raw_score: s.score,
           ts_score: s.tsScore,
+          interval_dispersion: Math.round(dispersion * 1000) / 1000,
+          threshold_interval_dispersion: p.maxIntervalDispersion,
           ds_score: s.dsScore,
           hist_score: s.histScore,
           dur_score: s.durScore,
