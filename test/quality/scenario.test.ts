@@ -26,7 +26,7 @@ beforeAll(async () => {
   scenario = buildScenario(b, { startUs: trafficBase(24 * 60) });
   await h.load(b, { segmentSeconds: 300, maxFlows: 1_000_000 });
   const { engine } = h.detection(operatorConfig(scenario, h.dir.path));
-  await engine.backfill({ from: scenario.startMs, to: scenario.endMs });
+  await engine.backfill({ from: scenario.trafficStartMs, to: scenario.endMs });
   findings = await h.findings();
   result = evaluate(findings, scenario.labels, (scenario.endMs - scenario.startMs) / 3_600_000);
   const summary = {

@@ -32,6 +32,11 @@ export interface Scenario {
   readonly labels: readonly AttackLabel[];
   readonly startMs: number;
   readonly endMs: number;
+  /**
+   * Where the traffic begins: a few hours before startMs, where only the long connection already
+   * runs. Backfill from here; count false findings over startMs..endMs, the background's span.
+   */
+  readonly trafficStartMs: number;
   readonly hosts: number;
   /** Indicator lists the scenario's threat-intel and mining attacks need: file name → content. */
   readonly indicatorFiles: Readonly<Record<string, string>>;
@@ -504,26 +509,27 @@ export function buildScenario(b: TrafficBuilder, options: ScenarioOptions): Scen
       t,
       t + 500 * S,
     );
-    // A10: a long tunnel-like connection (80 minutes) with keep-alives.
-    t = start + 5 * MIN;
-    const longEnd = Math.min(end - MIN, t + 80 * MIN);
+    // A10: a long tunnel-like connection with keep-alives, opened 3.5 hours before the scenario (a
+    // connection has to last 4 hours to count as long: RITA's first tier) and still open at its end.
+    t = start - 210 * MIN;
+    const longEnd = end - MIN;
     b.tcpSession({
       t,
       client: workstations[88]!,
       server: '192.0.2.150',
       sport: ephemeral(),
       dport: 443,
-      exchanges: Array.from({ length: Math.floor((longEnd - t) / (30 * S)) }, () => ({
+      exchanges: Array.from({ length: Math.floor((longEnd - t) / (60 * S)) }, () => ({
         up: int(100, 400),
         down: int(100, 400),
       })),
-      thinkUs: 30 * S,
+      thinkUs: 60 * S,
       close: 'none',
     });
     label(
       {
         id: 'long-connection',
-        description: 'one TCP connection held open for 80 minutes',
+        description: 'one TCP connection open for 5 hours',
         detectors: ['long-connection'],
         entities: [workstations[88]!, '192.0.2.150'],
       },
@@ -682,6 +688,7 @@ export function buildScenario(b: TrafficBuilder, options: ScenarioOptions): Scen
     labels,
     startMs: Math.floor(start / 1000),
     endMs: Math.ceil(end / 1000),
+    trafficStartMs: Math.floor((options.attacks === false ? start : start - 210 * MIN) / 1000),
     hosts: workstations.length + admins.length + servers.length + 8,
     indicatorFiles,
     infrastructure: { resolvers, vulnerabilityScanner: scanner, backupServer, backupTarget, monitoring },
