@@ -48,10 +48,15 @@ export function cut(text: string, max: number): string {
 
 /**
  * JSON text with every control character escaped: JSON.stringify escapes C0 controls but leaves DEL
- * and C1 controls (U+0085 NEL among them) raw, which other formats would have to replace.
+ * and C1 controls (U+0085 NEL among them) raw, which other formats would have to replace. NUL in
+ * strings becomes U+FFFD: receivers written in C (rsyslog's mmjsonparse, syslog-ng's json-parser, on
+ * json-c) end a string at an escaped NUL and lose the rest.
  */
 export function jsonText(value: unknown): string {
-  const text = JSON.stringify(value) ?? 'null';
+  const text =
+    JSON.stringify(value, (_key, v: unknown) =>
+      typeof v === 'string' ? v.replaceAll('\u0000', '\uFFFD') : v,
+    ) ?? 'null';
   let out = '';
   let from = 0;
   for (let i = 0; i < text.length; i++) {
