@@ -134,6 +134,7 @@ export function resolveDestinations(config: Readonly<Config>, ctx: DestinationCo
         host: target.host,
         port: target.port,
         connectTimeoutMs: 10_000,
+        writeTimeoutMs: 30_000,
         ...(tls ? { tls } : {}),
       },
       accepts: findingFilter(d.filter),

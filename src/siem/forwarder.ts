@@ -166,7 +166,20 @@ export class DestinationForwarder {
     this.wakeSender?.();
     this.wakePoller?.();
     this.connecting?.destroy();
-    await Promise.all(this.loops);
+    // The write under way gets a few seconds; a receiver that does not take it is cut off.
+    const finished = Promise.all(this.loops);
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      finished.then(() => false),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(true), 3_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) {
+      this.transport?.destroy();
+      await finished;
+    }
     const transport = this.transport;
     this.transport = null;
     this.connectedFlag = false;

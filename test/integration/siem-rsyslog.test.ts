@@ -19,6 +19,11 @@ import { makeTestCa, type TestCa } from '../support/test-ca.js';
  * MSG rsyslog extracted.
  */
 
+/** flowsentry.finding.version of a JSON message, as mmjsonparse read it. */
+function jsonVersion(r: Received): number {
+  return (r.parsed as { flowsentry: { finding: { version: number } } }).flowsentry.finding.version;
+}
+
 /** `text` with each of `chars` replaced by a space. */
 function spaced(text: string, chars: readonly string[]): string {
   return chars.reduce((t, c) => t.replaceAll(c, ' '), text);
@@ -397,17 +402,11 @@ if (missing.length > 0) {
       // "tcp" allows one update per finding per 3 s: the flood arrives there as one message, the latest.
       const got = await rsyslog.waitFor(
         'tcp',
-        (rs) =>
-          rs.some(
-            (r) =>
-              r.jsonEventId === target.id && (r.parsed.flowsentry as any).finding.version === latest.version,
-          ),
+        (rs) => rs.some((r) => r.jsonEventId === target.id && jsonVersion(r) === latest.version),
         20_000,
         'the latest update',
       );
-      const versions = got
-        .filter((r) => r.jsonEventId === target.id)
-        .map((r) => (r.parsed.flowsentry as any).finding.version);
+      const versions = got.filter((r) => r.jsonEventId === target.id).map(jsonVersion);
       // Six updates within the interval: at most one goes out at once, then the latest when it ends.
       expect(versions[0]).toBe(target.version);
       expect(versions.at(-1)).toBe(latest.version);

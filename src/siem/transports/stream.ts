@@ -87,7 +87,20 @@ class StreamTransport implements Transport {
       return Promise.reject(new Error('not connected'));
     }
     return new Promise<void>((resolve, reject) => {
-      socket.write(data, (error) => (error ? reject(error) : resolve()));
+      // A receiver that stops reading fills the socket buffers and the write never completes: after
+      // writeTimeoutMs the connection counts as broken (and what it carried is sent again).
+      const timer = setTimeout(() => {
+        const error = new Error(
+          `write stalled for ${this.options.writeTimeoutMs} ms (the receiver is not reading)`,
+        );
+        reject(error);
+        this.break(error);
+      }, this.options.writeTimeoutMs);
+      socket.write(data, (error) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve();
+      });
     });
   }
 

@@ -3,6 +3,8 @@ export interface TransportOptions {
   readonly host: string;
   readonly port: number;
   readonly connectTimeoutMs: number;
+  /** A write not taken by the kernel within this long breaks the connection. */
+  readonly writeTimeoutMs: number;
   readonly tls?: {
     readonly ca?: Buffer;
     readonly cert?: Buffer;
