@@ -79,8 +79,9 @@ function largest(max: number, fits: (n: number) => boolean): number {
 }
 
 /**
- * Renders a finding within the size limit, shortening in this order until it fits: the evidence, then
- * the related IPs and exporters, then the title, then the ATT&CK lists beyond their first entries.
+ * Renders a finding within the size limit, shortening in this order until it fits: what only
+ * decorates or repeats (the view's `compact`), the evidence, the exporters and related IPs, the title,
+ * and last the ATT&CK lists beyond their first entries.
  * Each step re-renders the whole message, so what goes out is always a well-formed message of its
  * format; the header, ids, detector, severity, entities, times and link are never cut.
  */
@@ -91,12 +92,15 @@ export function renderMessage(view: FindingView, spec: RenderSpec): Rendered {
   const full = build(view);
   if (utf8Length(full) <= spec.maxBytes) return { message: full, truncated: false, oversize: false };
 
-  let v: FindingView = { ...view, truncated: true };
+  // First what only decorates or repeats (JSON: reference URLs, copies of ECS fields).
+  let v: FindingView = { ...view, truncated: true, compact: true };
+  if (fitsAs(v)) return done(v);
   const evidence = view.evidence ?? '';
   const keep = largest(evidence.length, (n) => fitsAs({ ...v, evidence: cut(evidence, n) }));
   // Evidence shortened to almost nothing says nothing: drop it instead.
   if (keep >= 16) return done({ ...v, evidence: cut(evidence, keep) });
-  v = { ...v, evidence: null, exporters: [] };
+  v = { ...v, evidence: null };
+  v = { ...v, exporters: [] };
   const ips = largest(view.relatedIps.length, (n) =>
     fitsAs({ ...v, relatedIps: view.relatedIps.slice(0, n) }),
   );
@@ -110,7 +114,6 @@ export function renderMessage(view: FindingView, spec: RenderSpec): Rendered {
     detectorTitle: view.detector,
     tacticIds: view.tacticIds.slice(0, 2),
     techniqueIds: view.techniqueIds.slice(0, 2),
-    compact: true,
   };
   const last = build(v);
   return { message: last, truncated: true, oversize: utf8Length(last) > spec.maxBytes };

@@ -307,6 +307,38 @@ describe('syslog header and framing', () => {
     });
   });
 
+  test('JSON over the limit first loses only reference URLs, observer and copies of ECS fields', () => {
+    const f = sampleFinding();
+    const full = render(f, 'json').message;
+    const shorter = render(f, 'json', Buffer.byteLength(full) - 1);
+    const doc = JSON.parse(parseRfc5424(shorter.message).msg);
+    expect(shorter.truncated).toBe(true);
+    expect(doc.threat.technique.reference).toBeUndefined();
+    expect(doc.observer).toBeUndefined();
+    expect(doc.flowsentry.finding).toEqual({
+      id: f.id,
+      version: f.version,
+      severity: 'high',
+      confidence: 0.875,
+      status: 'open',
+      technique_ids: f.technique_ids,
+      tactic_ids: f.tactic_ids,
+      flows: 200,
+      windows: 2,
+      exporters: f.exporters,
+      run_mode: 'scheduled',
+      evidence: JSON.stringify(f.evidence),
+      truncated: true,
+    });
+    expect(doc).toMatchObject({
+      source: { ip: f.src_ip },
+      destination: { ip: f.dst_ip },
+      related: { ip: [f.src_ip, f.dst_ip, ...f.related_ips] },
+      network: { bytes: f.bytes, packets: f.packets },
+      event: { start: f.first_seen, end: f.last_seen, url: `https://fs.example/api/v1/findings/${f.id}` },
+    });
+  });
+
   test('a new finding is "created", a later version "updated"', () => {
     const created = sampleFinding({ updated_at: '2026-01-02T03:15:00.000Z' });
     const sd = parseRfc5424(render(created, 'rfc5424').message).sd['flowsentry@32473']!;

@@ -38,8 +38,8 @@ function techniques(ids: readonly string[], references: boolean) {
 }
 
 /**
- * `compact` (the size limit's last resort) leaves out the ATT&CK reference URLs, network, observer
- * and the copies under flowsentry.finding of what ECS fields already carry.
+ * `compact` (the size limit's first step) leaves out the ATT&CK reference URLs, observer, and the
+ * copies under flowsentry.finding of what ECS fields already carry: nothing about the finding is lost.
  */
 export const jsonFormat: Formatter = (v, ctx) => {
   const full = !v.compact;
@@ -76,9 +76,9 @@ export const jsonFormat: Formatter = (v, ctx) => {
     ...(v.srcIp !== null ? { source: { ip: v.srcIp } } : {}),
     ...(v.dstIp !== null ? { destination: { ip: v.dstIp } } : {}),
     related: { ip: related },
+    network: { bytes: v.bytes, packets: v.packets },
     ...(full
       ? {
-          network: { bytes: v.bytes, packets: v.packets },
           observer: {
             vendor: VENDOR,
             product: PRODUCT,
@@ -89,41 +89,35 @@ export const jsonFormat: Formatter = (v, ctx) => {
         }
       : {}),
     flowsentry: {
-      finding: v.compact
-        ? {
-            id: v.id,
-            version: v.version,
-            severity: v.severity,
-            status: v.status,
-            technique_ids: v.techniqueIds,
-            truncated: true,
-          }
-        : {
-            id: v.id,
-            version: v.version,
-            detector: v.detector,
-            severity: v.severity,
-            confidence: v.confidence,
-            status: v.status,
-            technique_ids: v.techniqueIds,
-            tactic_ids: v.tacticIds,
-            src_ip: v.srcIp,
-            dst_ip: v.dstIp,
-            related_ips: v.relatedIps,
-            first_seen: v.firstSeen,
-            last_seen: v.lastSeen,
-            created_at: v.createdAt,
-            updated_at: v.updatedAt,
-            flows: v.flows,
-            bytes: v.bytes,
-            packets: v.packets,
-            windows: v.windows,
-            exporters: v.exporters,
-            run_mode: v.runMode,
-            url: v.link,
-            ...(v.evidence !== null ? { evidence: v.evidence } : {}),
-            ...(v.truncated ? { truncated: true } : {}),
-          },
+      finding: {
+        id: v.id,
+        version: v.version,
+        ...(full ? { detector: v.detector } : {}),
+        severity: v.severity,
+        confidence: v.confidence,
+        status: v.status,
+        technique_ids: v.techniqueIds,
+        tactic_ids: v.tacticIds,
+        ...(full
+          ? {
+              src_ip: v.srcIp,
+              dst_ip: v.dstIp,
+              related_ips: v.relatedIps,
+              first_seen: v.firstSeen,
+              last_seen: v.lastSeen,
+              created_at: v.createdAt,
+              updated_at: v.updatedAt,
+            }
+          : {}),
+        flows: v.flows,
+        ...(full ? { bytes: v.bytes, packets: v.packets } : {}),
+        windows: v.windows,
+        exporters: v.exporters,
+        run_mode: v.runMode,
+        ...(full ? { url: v.link } : {}),
+        ...(v.evidence !== null ? { evidence: v.evidence } : {}),
+        ...(v.truncated ? { truncated: true } : {}),
+      },
     },
   };
   return { structuredData: null, msg: jsonText(document) };

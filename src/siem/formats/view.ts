@@ -39,7 +39,7 @@ export interface FindingView {
   readonly evidence: string | null;
   /** true when evidence (or other optional parts) were shortened to fit the size limit. */
   readonly truncated: boolean;
-  /** The last resort of the size limit: formats leave out what repeats or only decorates. */
+  /** The size limit's first step: formats leave out what only decorates or repeats another field. */
   readonly compact: boolean;
 }
 
