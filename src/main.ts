@@ -11,6 +11,7 @@ import type { Logger } from './common/logger.js';
 import type { Config } from './config/index.js';
 import { createDetection, createScheduler, type Detection, type Scheduler } from './detect/index.js';
 import { createMetrics } from './metrics.js';
+import { createSiemForwarder, type SiemForwarder } from './siem/index.js';
 import { openStore, type Store } from './storage/clickhouse.js';
 import { FlowWriter } from './storage/flow-writer.js';
 import { applyRetention, migrate } from './storage/migrate.js';
@@ -30,6 +31,7 @@ export interface Service {
   readonly writer: FlowWriter;
   readonly detection: Detection;
   readonly scheduler: Scheduler;
+  readonly siem: SiemForwarder;
   stop(): Promise<void>;
 }
 
@@ -53,9 +55,10 @@ export async function prepareStore(config: Readonly<Config>, log: Logger): Promi
  *
  *   collector process (sockets bound at normal priority) → this process lowers its own priority
  *   (storage.nice; every thread it starts later, ClickHouse's included, inherits it) → store and
- *   migrations → flow writer → detector scheduler → API.
+ *   migrations → flow writer → detector scheduler → SIEM forwarder → API.
  *
- * Stopping: the API stops answering, the scheduler lets the windows under way finish, the collector
+ * Stopping: the API stops answering, the SIEM forwarder finishes the message under way, closes its
+ * connections and saves its position, the scheduler lets the windows under way finish, the collector
  * drains its queue into the spool and the writer inserts what it can within 10 s (the rest waits in
  * the spool for the next start), then the store closes.
  */
@@ -127,11 +130,28 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
   const scheduler = createScheduler(config, detection, () => activeWriter.horizon(), log, store);
   await lifecycle.start(scheduler);
 
+  let siem: SiemForwarder;
+  try {
+    siem = createSiemForwarder(config, {
+      store,
+      log,
+      version: VERSION,
+      detectors: new Map(
+        [...detection.engine.detectors].map(([id, d]) => [id, { title: d.definition.title }]),
+      ),
+    });
+  } catch (error) {
+    await lifecycle.stop();
+    throw error;
+  }
+  await lifecycle.start(siem);
+
   const metrics = createMetrics({
     snapshot: () => collector.snapshot(),
     writer: () => activeWriter.stats,
     spoolBytes: () => spool.bytes,
     collectorRestarts: () => collector.restarts,
+    siem: () => siem.status(),
   });
   activeWriter.onInsert = (_rows, seconds) => metrics.insertSeconds.observe(seconds);
   const app = await lifecycle.open(
@@ -145,6 +165,7 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
         version: VERSION,
         storage: () => ({ writer: activeWriter.stats, spoolBytes: spool.bytes }),
         detection,
+        siem,
       });
       const { host, port } = parseHostPort(config.api.listen)!;
       try {
@@ -171,6 +192,7 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
       http: httpAddress,
       store: store.embedded ? store.path : 'server',
       scheduler: scheduler.kind,
+      siem: siem.destinations.map((d) => d.name),
       version: VERSION,
     },
     'flowsentry started',
@@ -183,6 +205,7 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
     writer: activeWriter,
     detection,
     scheduler,
+    siem,
     stop() {
       stopped ??= (async () => {
         await lifecycle.stop();

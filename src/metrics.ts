@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { CollectorSnapshot } from './collector/collector.js';
 import { DECODE_ERRORS, DECODE_EVENTS } from './decoder/index.js';
+import type { DestinationStatus } from './siem/index.js';
 import type { FlowWriterStats } from './storage/flow-writer.js';
 
 export interface MetricSources {
@@ -8,6 +9,8 @@ export interface MetricSources {
   writer(): FlowWriterStats;
   spoolBytes(): number;
   collectorRestarts(): number;
+  /** SIEM destinations (absent or empty: no SIEM metrics have values). */
+  siem?(): readonly DestinationStatus[];
 }
 
 /**
@@ -187,6 +190,81 @@ export function createMetrics(sources: MetricSources): { registry: Registry; ins
     'flowsentry_collector_restarts_total',
     'Times the collector process exited unexpectedly and was restarted.',
     sources.collectorRestarts,
+  );
+  const perDestination = (
+    kind: 'counter' | 'gauge',
+    name: string,
+    help: string,
+    read: (d: DestinationStatus) => number,
+  ) => {
+    const options = {
+      name,
+      help,
+      labelNames: ['destination'],
+      registers: [registry],
+      collect(this: Counter | Gauge) {
+        this.reset();
+        for (const d of sources.siem?.() ?? []) {
+          if (this instanceof Gauge) this.set({ destination: d.name }, read(d));
+          else this.inc({ destination: d.name }, read(d));
+        }
+      },
+    };
+    return kind === 'counter' ? new Counter(options) : new Gauge(options);
+  };
+  perDestination(
+    'counter',
+    'flowsentry_siem_messages_sent_total',
+    'Finding messages written to the destination (flushed for TCP/TLS), resends included.',
+    (d) => d.sent,
+  );
+  perDestination(
+    'counter',
+    'flowsentry_siem_messages_resent_total',
+    'Messages sent again after a connection error (at-least-once delivery).',
+    (d) => d.resent,
+  );
+  perDestination(
+    'counter',
+    'flowsentry_siem_messages_failed_total',
+    'Writes that failed; the message stays queued and is retried.',
+    (d) => d.failed,
+  );
+  perDestination(
+    'counter',
+    'flowsentry_siem_messages_truncated_total',
+    'Messages shortened (evidence first) to fit the destination maxMessageBytes.',
+    (d) => d.truncated,
+  );
+  perDestination(
+    'counter',
+    'flowsentry_siem_messages_dropped_total',
+    'Messages that could not be sent at all (not renderable, or refused for their size).',
+    (d) => d.dropped,
+  );
+  perDestination(
+    'counter',
+    'flowsentry_siem_connection_failures_total',
+    'Connections to the destination that could not be opened or broke.',
+    (d) => d.connectionFailures,
+  );
+  perDestination(
+    'gauge',
+    'flowsentry_siem_messages_queued',
+    'Finding versions waiting for the destination (in memory and not yet read).',
+    (d) => d.queued,
+  );
+  perDestination(
+    'gauge',
+    'flowsentry_siem_oldest_unsent_age_seconds',
+    'Age of the oldest finding version waiting for the destination (0: none).',
+    (d) => d.oldestUnsentAgeSeconds,
+  );
+  perDestination(
+    'gauge',
+    'flowsentry_siem_connected',
+    '1 while a connection (or socket) to the destination is open.',
+    (d) => (d.connected ? 1 : 0),
   );
   const insertSeconds = new Histogram({
     name: 'flowsentry_storage_insert_seconds',

@@ -23,6 +23,7 @@ import { queryRows, type Store } from '../storage/clickhouse.js';
 import type { FlowWriterStats } from '../storage/flow-writer.js';
 import { detectorsRoutes } from './detectors.js';
 import { findingsRoutes } from './findings.js';
+import { type SiemDeps, siemRoutes } from './siem.js';
 import { ApiError, errorBody, isoTime } from './types.js';
 
 export interface ApiDeps {
@@ -42,6 +43,8 @@ export interface ApiDeps {
     readonly runs: RunLog;
     readonly findings: FindingStore;
   };
+  /** SIEM forwarding: GET /api/v1/siem (absent: an empty list). */
+  readonly siem?: SiemDeps;
 }
 
 /** Status of the project's own error codes when they reach the API (a coded error is never a 500). */
@@ -235,6 +238,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     };
   });
 
+  siemRoutes(api, deps.siem);
   if (deps.detection) {
     findingsRoutes(api, { store: deps.store, findings: deps.detection.findings });
     detectorsRoutes(api, { engine: deps.detection.engine, runs: deps.detection.runs });

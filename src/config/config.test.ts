@@ -73,7 +73,7 @@ describe('configuration', () => {
     expect(config.api.token).toBe('secret');
     expect(config.detection.internalNetworks).toEqual(['10.0.0.0/8', '2001:db8::/32']);
     expect(config.detection.threatIntel).toEqual(['/etc/ti.txt']);
-    expect(config.siem).toEqual({ syslogUrl: 'tcp://siem:6514', format: 'cef' });
+    expect(config.siem).toMatchObject({ syslogUrl: 'tcp://siem:6514', format: 'cef' });
   });
 
   test.each([

@@ -93,7 +93,37 @@ export const ENVIRONMENT: ReadonlyArray<{
     name: 'FLOWSENTRY_SYSLOG_FORMAT',
     path: ['siem', 'format'],
     kind: 'string',
-    description: 'rfc5424 | cef | leef | json-ecs',
+    description: 'rfc5424 | cef | leef | json (json-ecs: same as json)',
+  },
+  {
+    name: 'FLOWSENTRY_SYSLOG_FRAMING',
+    path: ['siem', 'framing'],
+    kind: 'string',
+    description: 'octet-counting | lf (TCP/TLS; octet-counting)',
+  },
+  {
+    name: 'FLOWSENTRY_SYSLOG_CA_FILE',
+    path: ['siem', 'tls', 'caFile'],
+    kind: 'string',
+    description: 'PEM CA bundle for tls:// (Node roots)',
+  },
+  {
+    name: 'FLOWSENTRY_SYSLOG_CERT_FILE',
+    path: ['siem', 'tls', 'certFile'],
+    kind: 'string',
+    description: 'PEM client certificate for tls://',
+  },
+  {
+    name: 'FLOWSENTRY_SYSLOG_KEY_FILE',
+    path: ['siem', 'tls', 'keyFile'],
+    kind: 'string',
+    description: 'PEM client key for tls://',
+  },
+  {
+    name: 'FLOWSENTRY_PUBLIC_URL',
+    path: ['api', 'publicUrl'],
+    kind: 'string',
+    description: 'API address in SIEM links (http://<listen>)',
   },
   {
     name: 'FLOWSENTRY_ALLOWED_EXPORTERS',

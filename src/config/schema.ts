@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isValidCidr, parseHostPort } from '../common/ip.js';
+import { siemSchema } from '../siem/config.js';
 
 const MiB = 1024 * 1024;
 
@@ -122,8 +123,20 @@ const api = z
     listen: hostPort.default('127.0.0.1:8080'),
     /** Bearer token for /api (reserved for the REST API issue; /healthz and /metrics stay public). */
     token: z.string().default(''),
+    /**
+     * The API's address as others reach it (behind a proxy, a DNS name): SIEM messages link to
+     * `<publicUrl>/api/v1/findings/<id>`. Default http://<listen>.
+     */
+    publicUrl: z
+      .string()
+      .max(200)
+      .refine((s) => s === '' || /^https?:\/\/[^/\s]+(\/[^\s]*)?$/.test(s), {
+        message: 'expected http(s)://host[:port][/path]',
+      })
+      .default(''),
   })
-  .prefault({});
+  .prefault({})
+  .transform((a) => ({ ...a, publicUrl: (a.publicUrl || `http://${a.listen}`).replace(/\/+$/, '') }));
 
 const scheduler = z
   .strictObject({
@@ -178,19 +191,6 @@ const detection = z
   })
   .prefault({});
 
-const siem = z
-  .strictObject({
-    /** udp://, tcp:// or tls://host:port of the syslog receiver (reserved for the SIEM issue). */
-    syslogUrl: z
-      .string()
-      .refine((s) => s === '' || /^(udp|tcp|tls):\/\/[^/]+:\d+\/?$/.test(s), {
-        message: 'expected udp://host:port, tcp://host:port or tls://host:port',
-      })
-      .default(''),
-    format: z.enum(['rfc5424', 'cef', 'leef', 'json-ecs']).default('rfc5424'),
-  })
-  .prefault({});
-
 export const configSchema = z.strictObject({
   /** Embedded ClickHouse data, the spool and persisted templates. */
   dataDir: z
@@ -205,7 +205,7 @@ export const configSchema = z.strictObject({
   api,
   scheduler,
   detection,
-  siem,
+  siem: siemSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

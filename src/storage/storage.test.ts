@@ -57,6 +57,7 @@ describe('storage on the embedded engine', () => {
       '0001_create_flows.sql',
       '0002_create_rollups.sql',
       '0003_create_findings.sql',
+      '0004_create_siem_outbox.sql',
     ]);
   });
 

@@ -131,6 +131,7 @@ describe('flowsentry CLI', () => {
       'flows_1m',
       'flows_1m_mv',
       'schema_migrations',
+      'siem_outbox',
     ]);
     const rows = await queryRows<{ exporter: string; received: number; flows: number; bytes: number }>(
       store,
