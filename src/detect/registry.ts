@@ -1,8 +1,12 @@
 import type { DetectorDefinition } from './detector.js';
+import { exfiltration } from './detectors/exfiltration/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
 /**
  * Every detector flowsentry ships, in the order the README lists them. Adding a detector: its folder
  * under detectors/ and one line here.
  */
-export const DETECTORS: readonly DetectorDefinition[] = [verticalPortScan] as readonly DetectorDefinition[];
+export const DETECTORS: readonly DetectorDefinition[] = [
+  verticalPortScan,
+  exfiltration,
+] as readonly DetectorDefinition[];
