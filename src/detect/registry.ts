@@ -1,4 +1,5 @@
 import type { DetectorDefinition } from './detector.js';
+import { dnsTunnelling } from './detectors/dns-tunnelling/detector.js';
 import { exfiltration } from './detectors/exfiltration/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
@@ -9,4 +10,5 @@ import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 export const DETECTORS: readonly DetectorDefinition[] = [
   verticalPortScan,
   exfiltration,
+  dnsTunnelling,
 ] as readonly DetectorDefinition[];
