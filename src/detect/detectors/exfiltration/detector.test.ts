@@ -1,10 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DetectionHarness, trafficBase } from '../../../../test/support/detection.js';
 import { TrafficBuilder } from '../../../../test/support/packets.js';
 import type { Finding } from '../../../findings/model.js';
-import { insertRows } from '../../../storage/clickhouse.js';
 import { robustBaseline } from './detector.js';
 
 const ID = 'exfiltration';
@@ -46,6 +46,20 @@ function upload(t: number, client: string, server: string, dport: number, up: nu
     exchanges: [{ up, down }],
     mss: 65_000,
     gapUs: 1_000,
+  });
+}
+
+/**
+ * Rows straight into `flows`, with a deduplication token of their own: the embedded store keeps the
+ * flow writer's last insert_deduplication_token as a session setting, and rows inserted under it into
+ * the same partition would be dropped as a replay of that batch.
+ */
+async function insertFlows(rows: object[]): Promise<void> {
+  await h.store.client.insert({
+    table: 'flows',
+    values: rows,
+    format: 'JSONEachRow',
+    clickhouse_settings: { insert_deduplication_token: `test-${randomUUID()}` },
   });
 }
 
@@ -305,7 +319,7 @@ describe('exfiltration baseline and sampling', () => {
       sampling_rate: 100,
       end_reason: 2,
     }));
-    await insertRows(h.store, 'flows', rows);
+    await insertFlows(rows);
     const { engine } = h.detection();
     await engine.backfill({ from: t0 / 1000, to: (t0 + H) / 1000, detectors: [ID] });
     const f = (await h.findings(ID)).find((x) => x.src_ip === '10.7.0.5');
