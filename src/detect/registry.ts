@@ -1,6 +1,7 @@
 import type { DetectorDefinition } from './detector.js';
 import { dnsTunnelling } from './detectors/dns-tunnelling/detector.js';
 import { exfiltration } from './detectors/exfiltration/detector.js';
+import { threatIntel } from './detectors/threat-intel/detector.js';
 import { verticalPortScan } from './detectors/vertical-port-scan/detector.js';
 
 /**
@@ -11,4 +12,5 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   verticalPortScan,
   exfiltration,
   dnsTunnelling,
+  threatIntel,
 ] as readonly DetectorDefinition[];
