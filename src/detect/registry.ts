@@ -1,4 +1,5 @@
 import type { DetectorDefinition } from './detector.js';
+import { cryptoMining } from './detectors/crypto-mining/detector.js';
 import { dnsTunnelling } from './detectors/dns-tunnelling/detector.js';
 import { exfiltration } from './detectors/exfiltration/detector.js';
 import { threatIntel } from './detectors/threat-intel/detector.js';
@@ -13,4 +14,5 @@ export const DETECTORS: readonly DetectorDefinition[] = [
   exfiltration,
   dnsTunnelling,
   threatIntel,
+  cryptoMining,
 ] as readonly DetectorDefinition[];
