@@ -47,6 +47,7 @@ export const TECHNIQUES = {
   T1133: { name: 'External Remote Services', tactics: ['TA0001', 'TA0003'] },
   T1190: { name: 'Exploit Public-Facing Application', tactics: ['TA0001'] },
   T1496: { name: 'Resource Hijacking', tactics: ['TA0040'] },
+  'T1496.001': { name: 'Resource Hijacking: Compute Hijacking', tactics: ['TA0040'] },
   T1498: { name: 'Network Denial of Service', tactics: ['TA0040'] },
   'T1498.001': { name: 'Network Denial of Service: Direct Network Flood', tactics: ['TA0040'] },
   'T1498.002': { name: 'Network Denial of Service: Reflection Amplification', tactics: ['TA0040'] },
