@@ -192,7 +192,8 @@ describe('exfiltration', () => {
     const e = f!.evidence;
     expect(e.bytes_out).toBeGreaterThan(400 * MB);
     expect(e.bytes_out).toBeLessThan(402 * MB);
-    expect(e.bytes_in).toBeLessThan(10_000);
+    // What comes back is the receiver's ACKs: a fraction of a percent of what went out.
+    expect(e.bytes_in).toBeLessThan(0.005 * 400 * MB);
     expect(e.destination_hosts).toBe(1);
     expect(e.destination_rare).toBe(true);
     const baseline = e.baseline as Record<string, number>;
