@@ -8,6 +8,7 @@ import { Lifecycle } from './common/component.js';
 import { errorMessage, FlowsentryError } from './common/errors.js';
 import { parseHostPort } from './common/ip.js';
 import type { Logger } from './common/logger.js';
+import { lowerAllThreads, type ProcessNice } from './common/thread-priority.js';
 import type { Config } from './config/index.js';
 import { createDetection, createScheduler, type Detection, type Scheduler } from './detect/index.js';
 import { createMetrics } from './metrics.js';
@@ -83,12 +84,27 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
   );
   spool.onRelease = (kib) => collector.released(kib);
   await lifecycle.start({ name: 'collector', start: () => collector.start(), stop: () => collector.stop() });
+  // The service process (store, writer, detectors, API) runs below the collector: every one of its
+  // threads, ClickHouse's included, re-checked every 2 s for threads created since.
+  const servicePriority: ProcessNice = { threads: 0, lowered: 0, minNice: 0 };
   if (config.storage.nice > 0) {
-    try {
-      setPriority(config.storage.nice);
-    } catch (error) {
-      log.warn({ err: errorMessage(error) }, 'cannot lower the service process priority');
-    }
+    let timer: NodeJS.Timeout | null = null;
+    await lifecycle.start({
+      name: 'priority',
+      start: async () => {
+        try {
+          setPriority(config.storage.nice);
+        } catch (error) {
+          log.warn({ err: errorMessage(error) }, 'cannot lower the service process priority');
+        }
+        lowerAllThreads(config.storage.nice, servicePriority);
+        timer = setInterval(() => lowerAllThreads(config.storage.nice, servicePriority), 2_000);
+        timer.unref();
+      },
+      stop: async () => {
+        if (timer) clearInterval(timer);
+      },
+    });
   }
 
   const store = await lifecycle.open(

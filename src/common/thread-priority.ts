@@ -1,4 +1,4 @@
-import { readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { errorMessage } from './errors.js';
 
@@ -55,4 +55,51 @@ export function setThisThreadNice(requestedNice: number): ThreadPriority {
     }
     return { tid, requestedNice, nice, error: errorMessage(error) };
   }
+}
+
+export interface ProcessNice {
+  /** Threads of the process seen at the last pass. */
+  threads: number;
+  /** Threads lowered to the target so far (a thread is counted once per change). */
+  lowered: number;
+  /** The lowest nice value found among the threads at the last pass (after lowering). */
+  minNice: number;
+  error?: string;
+}
+
+/**
+ * Lowers every thread of this process to at least `nice`, never raising one. setpriority() on the
+ * process ID changes only its main thread: the libuv pool threads started before it keep their
+ * value, and the embedded ClickHouse creates its pools from those threads (and gives some threads
+ * its own values), so the store would otherwise run at the collector's priority. Called at start and
+ * then periodically, for threads created since.
+ */
+export function lowerAllThreads(
+  nice: number,
+  state: ProcessNice = { threads: 0, lowered: 0, minNice: 0 },
+): ProcessNice {
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch (error) {
+    state.error = `per-thread priorities need Linux (/proc/self/task): ${errorMessage(error)}`;
+    return state;
+  }
+  let min = 19;
+  for (const name of tids) {
+    const tid = Number(name);
+    try {
+      if (getPriority(tid) < nice) {
+        setPriority(tid, nice);
+        state.lowered++;
+      }
+      min = Math.min(min, getPriority(tid));
+    } catch (error) {
+      // The thread ended meanwhile, or lowering was refused (it never is for one's own threads).
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') state.error = errorMessage(error);
+    }
+  }
+  state.threads = tids.length;
+  state.minNice = min;
+  return state;
 }
