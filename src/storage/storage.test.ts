@@ -57,6 +57,8 @@ describe('storage on the embedded engine', () => {
       '0001_create_flows.sql',
       '0002_create_rollups.sql',
       '0003_create_findings.sql',
+      '0005_create_allowlist_rules.sql',
+      '0006_create_detector_settings.sql',
     ]);
   });
 
