@@ -127,9 +127,10 @@ async function coverage(deps: AttackDeps, from?: string, to?: string): Promise<C
   const c = new Conditions();
   if (from) c.add(`last_seen >= fromUnixTimestamp64Milli(${c.param('Int64', Date.parse(from))}, 'UTC')`);
   if (to) c.add(`first_seen < fromUnixTimestamp64Milli(${c.param('Int64', Date.parse(to))}, 'UTC')`);
-  const rows = await queryRows<{ t: string; findings: number; open: number; last_seen: string }>(
+  // Aliases differ from column names: an alias named like a column would replace it in WHERE.
+  const rows = await queryRows<{ t: string; n: number; open: number; last: string }>(
     deps.store,
-    `SELECT t, count() AS findings, countIf(status = 'open') AS open, max(last_seen) AS last_seen
+    `SELECT t, count() AS n, countIf(status = 'open') AS open, max(last_seen) AS last
      FROM findings FINAL ARRAY JOIN technique_ids AS t
      ${c.sql()}
      GROUP BY t`,
@@ -156,9 +157,9 @@ async function coverage(deps: AttackDeps, from?: string, to?: string): Promise<C
       tactic_ids: [...TECHNIQUES[id].tactics],
       detectors: detectors.get(id)?.all ?? [],
       covered: detectors.get(id)?.enabled ?? false,
-      findings: Number(n?.findings ?? 0),
+      findings: Number(n?.n ?? 0),
       open_findings: Number(n?.open ?? 0),
-      last_seen: n ? new Date(Date.parse(n.last_seen)).toISOString() : null,
+      last_seen: n ? new Date(Date.parse(n.last)).toISOString() : null,
     };
   });
   const tactics = (Object.keys(TACTICS) as TacticId[]).map((id) => {

@@ -526,19 +526,20 @@ export function flowsRoutes(app: ZodApp, deps: FlowsDeps): void {
       const column = TOP_DIMENSIONS[q.by];
       const rows = await queryRows<{
         key: string | number;
-        flows: number;
-        bytes: number;
-        packets: number;
+        n_flows: number;
+        n_bytes: number;
+        n_packets: number;
         all_flows: number;
         all_bytes: number;
         all_packets: number;
       }>(
         store,
-        `SELECT ${column} AS key, count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets,
-                sum(flows) OVER () AS all_flows, sum(bytes) OVER () AS all_bytes, sum(packets) OVER () AS all_packets
+        // Aliases differ from column names (an alias named like a column would stand for it elsewhere).
+        `SELECT ${column} AS key, count() AS n_flows, sum(bytes) AS n_bytes, sum(packets) AS n_packets,
+                sum(n_flows) OVER () AS all_flows, sum(n_bytes) OVER () AS all_bytes, sum(n_packets) OVER () AS all_packets
          FROM flows ${c.sql()}
          GROUP BY key
-         ORDER BY ${q.metric} DESC, key ASC
+         ORDER BY n_${q.metric} DESC, key ASC
          LIMIT ${c.param('UInt32', q.limit)}`,
         c.params,
         { ...options, settings: { max_rows_to_group_by: 10_000_000, group_by_overflow_mode: 'throw' } },
@@ -553,12 +554,12 @@ export function flowsRoutes(app: ZodApp, deps: FlowsDeps): void {
         by: q.by,
         metric: q.metric,
         items: rows.map((r) => {
-          const value = Number(r[q.metric]);
+          const value = Number(r[`n_${q.metric}`]);
           return {
             key: ADDRESS_DIMENSIONS.has(q.by) ? address(r.key) : Number(r.key),
-            flows: Number(r.flows),
-            bytes: Number(r.bytes),
-            packets: Number(r.packets),
+            flows: Number(r.n_flows),
+            bytes: Number(r.n_bytes),
+            packets: Number(r.n_packets),
             share: totals[q.metric] > 0 ? Math.round((value / totals[q.metric]) * 1e6) / 1e6 : 0,
           };
         }),
@@ -622,10 +623,10 @@ export function flowsRoutes(app: ZodApp, deps: FlowsDeps): void {
       );
       c.filters(q, source === 'flows' ? 'flows' : 'rollup');
       const stepParam = c.param('UInt32', step);
-      const rows = await queryRows<{ t: number; flows: number; bytes: number; packets: number }>(
+      const rows = await queryRows<{ t: number; n_flows: number; n_bytes: number; n_packets: number }>(
         store,
         `SELECT intDiv(toUnixTimestamp(${time}), ${stepParam}) * ${stepParam} AS t,
-                ${source === 'flows' ? 'count()' : 'sum(flows)'} AS flows, sum(bytes) AS bytes, sum(packets) AS packets
+                ${source === 'flows' ? 'count()' : 'sum(flows)'} AS n_flows, sum(bytes) AS n_bytes, sum(packets) AS n_packets
          FROM ${source} ${c.sql()}
          GROUP BY t ORDER BY t`,
         c.params,
@@ -642,9 +643,9 @@ export function flowsRoutes(app: ZodApp, deps: FlowsDeps): void {
           const r = byTime.get(t);
           return {
             time: new Date(t).toISOString(),
-            flows: Number(r?.flows ?? 0),
-            bytes: Number(r?.bytes ?? 0),
-            packets: Number(r?.packets ?? 0),
+            flows: Number(r?.n_flows ?? 0),
+            bytes: Number(r?.n_bytes ?? 0),
+            packets: Number(r?.n_packets ?? 0),
           };
         }),
       };
