@@ -31,6 +31,10 @@ afterAll(async () => {
   await f?.close();
 });
 
+/** A JSON answer whose shape the assertions check (and the OpenAPI document, in `call`). */
+// biome-ignore lint/suspicious/noExplicitAny: answers are checked by the assertions and the schema check
+type Json = Record<string, any>;
+
 interface Answer<T> {
   status: number;
   body: T;
@@ -195,9 +199,8 @@ describe('system routes', () => {
   });
 
   test('/api/v1/collector: listeners, decoder counters and state (layouts included), spool, writer', async () => {
-    const r = await call<Record<string, any>>('/api/v1/collector');
+    const r = await call<Json>('/api/v1/collector');
     expect(r.status).toBe(200);
-    const s = await f.decoders[0]!;
     expect(r.body.receive_thread).toEqual({
       tid: 4242,
       requested_nice: -10,
@@ -206,7 +209,6 @@ describe('system routes', () => {
     });
     expect(r.body.state.layouts).toBe(f.decoders.reduce((n, d) => n + d.size.layouts, 0));
     expect(r.body.decoder.records).toBe(f.decoders.reduce((n, d) => n + d.counters.records, 0));
-    expect(r.body.decoder.records).toBeGreaterThan(s.counters.records - 1);
     expect(r.body.storage).toMatchObject({
       writer: { insertedRows: f.records, lastError: null },
       spoolBytes: 0,
@@ -775,7 +777,7 @@ describe('detectors', () => {
   const url = '/api/v1/detectors/vertical-port-scan';
 
   test('GET: metadata, parameters, ATT&CK IDs and the last run', async () => {
-    const r = await call<{ items: Array<Record<string, any>> }>('/api/v1/detectors');
+    const r = await call<{ items: Array<Json> }>('/api/v1/detectors');
     expect(r.status).toBe(200);
     expect(r.body.items[0]).toMatchObject({
       id: 'vertical-port-scan',
@@ -789,7 +791,7 @@ describe('detectors', () => {
 
   test('PATCH: enable/disable, interval and parameters, applied to the engine, told to the scheduler, kept in ClickHouse', async () => {
     refreshed.length = 0;
-    const r = await call<Record<string, any>>({
+    const r = await call<Json>({
       method: 'PATCH',
       url,
       payload: { enabled: false, interval_seconds: 120, params: { minPorts: 25 } },
@@ -806,7 +808,7 @@ describe('detectors', () => {
       intervalSeconds: 120,
     });
     expect(refreshed).toEqual(['vertical-port-scan']);
-    const listed = await call<{ items: Array<Record<string, any>> }>('/api/v1/detectors');
+    const listed = await call<{ items: Array<Json> }>('/api/v1/detectors');
     expect(listed.body.items[0]).toMatchObject({ enabled: false, params: { minPorts: 25 } });
 
     // What a restart does: a fresh engine from the configuration, then the stored settings.
@@ -826,7 +828,7 @@ describe('detectors', () => {
       params: { minPorts: 25, widePorts: 500 },
     });
 
-    const back = await call<Record<string, any>>({
+    const back = await call<Json>({
       method: 'PATCH',
       url,
       payload: { enabled: true, interval_seconds: 60, params: { minPorts: 15, widePorts: 1000 } },
@@ -859,7 +861,7 @@ describe('detectors', () => {
 
   test('POST /api/v1/detections/run runs a backfill; bad requests are 400s', async () => {
     const { from, to } = f.range(60_000);
-    const r = await call<Record<string, any>>({
+    const r = await call<Json>({
       method: 'POST',
       url: '/api/v1/detections/run',
       payload: { from, to, forward: false },
@@ -891,8 +893,8 @@ describe('ATT&CK', () => {
   test('coverage: the techniques the detectors report, with finding counts', async () => {
     const r = await call<{
       attack_version: string;
-      techniques: Array<Record<string, any>>;
-      tactics: Array<Record<string, any>>;
+      techniques: Array<Json>;
+      tactics: Array<Json>;
     }>('/api/v1/attack');
     expect(r.status).toBe(200);
     expect(r.body.attack_version).toBe('16');
@@ -928,7 +930,7 @@ describe('ATT&CK', () => {
   });
 
   test('a Navigator layer (format 4.5, ATT&CK 16), scored and coloured by finding counts', async () => {
-    const layer = await call<Record<string, any>>('/api/v1/attack/navigator');
+    const layer = await call<Json>('/api/v1/attack/navigator');
     expect(layer.status).toBe(200);
     expect(layer.body).toMatchObject({
       versions: { attack: '16', navigator: '4.9.1', layer: '4.5' },
@@ -941,7 +943,7 @@ describe('ATT&CK', () => {
       ['T1046', 'discovery', 1],
       ['T1595.001', 'reconnaissance', 1],
     ]);
-    const same = await call<Record<string, any>>('/api/v1/attack?format=navigator');
+    const same = await call<Json>('/api/v1/attack?format=navigator');
     expect({ ...same.body, metadata: [] }).toEqual({ ...layer.body, metadata: [] });
   });
 });
