@@ -24,7 +24,7 @@ import { allowlistRoutes } from './allowlist.js';
 import { attackRoutes } from './attack.js';
 import { rateLimitKey, requireToken, TokenRegistry } from './auth.js';
 import { detectorsRoutes } from './detectors.js';
-import { installErrorHandler, redactor } from './errors.js';
+import { frameworkErrors, installErrorHandler, redactor } from './errors.js';
 import { exportersRoutes } from './exporters.js';
 import { findingsRoutes } from './findings.js';
 import { flowsRoutes } from './flows.js';
@@ -95,6 +95,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: settings.bodyLimitBytes,
     routerOptions: { maxParamLength: 128 },
+    frameworkErrors,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

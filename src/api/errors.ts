@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { type ErrorCode, isFlowsentryError } from '../common/errors.js';
 import { ApiError } from './types.js';
@@ -78,6 +78,21 @@ const NETWORK_ERRORS = new Set([
 export function redactor(secrets: readonly string[]): (text: string) => string {
   const list = [...new Set(secrets.filter((s) => s.length >= 4))].sort((a, b) => b.length - a.length);
   return (text) => list.reduce((t, s) => t.split(s).join('***'), text);
+}
+
+/**
+ * Errors fastify raises before routing (a malformed URL escape, a path parameter over the length
+ * limit), which the error handler never sees: the same shape, the URL not echoed.
+ */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 ? error.statusCode : 400;
+  const message =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? 'a path parameter is longer than 128 characters'
+      : error.code === 'FST_ERR_BAD_URL'
+        ? 'the URL is not validly percent-encoded'
+        : 'bad request';
+  void reply.code(status).send({ error: STATUS_CODES[status] ?? 'bad_request', message });
 }
 
 function fieldOf(v: { instancePath: string; params?: unknown }): string {
