@@ -101,7 +101,7 @@ describe('authentication and scopes', () => {
       expect(r.status, `${w.method} ${w.url}`).toBe(403);
       expect(r.body).toEqual({
         error: 'forbidden',
-        message: 'token "reader" is read-only; ' + `${w.method} needs a read-write token`,
+        message: `token "reader" is read-only; ${w.method} needs a read-write token`,
       });
     }
     expect(f.detection.engine.detector('vertical-port-scan').enabled).toBe(true);
