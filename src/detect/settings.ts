@@ -77,6 +77,7 @@ export class DetectorSettingsStore {
       this.store,
       'SELECT settings FROM detector_settings FINAL WHERE detector = {detector:String}',
       { detector },
+      { readonly: true, timeoutSeconds: 30 },
     );
     try {
       return row ? (JSON.parse(row.settings) as StoredDetectorSettings) : {};

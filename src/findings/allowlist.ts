@@ -159,6 +159,7 @@ export class AllowlistStore {
       this.store,
       `SELECT ${COLUMNS} FROM allowlist_rules FINAL WHERE id = {id:String} AND removed = 0`,
       { id },
+      { readonly: true, timeoutSeconds: 30 },
     );
     if (!row) return null;
     const now = Date.now();

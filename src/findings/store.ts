@@ -404,7 +404,7 @@ export class FindingStore {
       this.store,
       `SELECT ${FINDING_COLUMNS} FROM findings FINAL WHERE id = {id:String}`,
       { id },
-      { readonly: true },
+      { readonly: true, timeoutSeconds: 30 },
     );
     return row ? rowToFinding(row) : null;
   }
@@ -424,7 +424,7 @@ export class FindingStore {
       `SELECT at, actor, action, from_status, to_status, comment, rule_id FROM finding_events
        WHERE finding_id = {id:String} ORDER BY at, action != 'status', action LIMIT 1000`,
       { id },
-      { readonly: true },
+      { readonly: true, timeoutSeconds: 30 },
     );
     return rows.map((r) => ({
       at: new Date(ms(r.at)).toISOString(),
