@@ -8,7 +8,7 @@ import { parseHostPort } from './common/ip.js';
 import { createLogger, type Logger } from './common/logger.js';
 import { ENVIRONMENT, loadConfig } from './config/index.js';
 import { collectFlow, Decoder, type FlowRow } from './decoder/index.js';
-import { createDetection } from './detect/index.js';
+import { createDetection, loadStoredSettings } from './detect/index.js';
 import { prepareStore, startService, VERSION } from './main.js';
 import { readUdpDatagrams, type UdpDatagram } from './pcap/pcap.js';
 import { DatagramImporter } from './storage/importer.js';
@@ -234,7 +234,9 @@ async function detectCommand(args: string[]): Promise<number> {
   }
   const store = await prepareStore(config, log);
   try {
-    const { engine } = createDetection(config, store, log);
+    const detection = createDetection(config, store, log);
+    await loadStoredSettings(detection, log);
+    const { engine } = detection;
     for (const id of detectors ?? []) {
       if (!engine.detectors.has(id)) {
         throw new FlowsentryError(
@@ -274,7 +276,9 @@ async function handToService(
   if (!target) return null;
   const host = target.host === '0.0.0.0' ? '127.0.0.1' : target.host === '::' ? '::1' : target.host;
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (config.api.token) headers.authorization = `Bearer ${config.api.token}`;
+  // The run writes findings: a read-write token (FLOWSENTRY_API_TOKEN, or one of api.tokens).
+  const token = config.api.token || config.api.tokens.find((t) => t.scope === 'read-write')?.token;
+  if (token) headers.authorization = `Bearer ${token}`;
   const request = (method: string, path: string, payload?: string, timeoutMs = 0) =>
     new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = http.request(

@@ -3,6 +3,8 @@ import { setPriority } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildApp } from './api/app.js';
+import { warnAboutExposure } from './api/auth.js';
+import { redisPinger, urlPassword } from './api/system.js';
 import { Collector } from './collector/collector.js';
 import { Lifecycle } from './common/component.js';
 import { errorMessage, FlowsentryError } from './common/errors.js';
@@ -10,7 +12,13 @@ import { parseHostPort } from './common/ip.js';
 import type { Logger } from './common/logger.js';
 import { lowerAllThreads, type ProcessNice } from './common/thread-priority.js';
 import type { Config } from './config/index.js';
-import { createDetection, createScheduler, type Detection, type Scheduler } from './detect/index.js';
+import {
+  createDetection,
+  createScheduler,
+  type Detection,
+  loadStoredSettings,
+  type Scheduler,
+} from './detect/index.js';
 import { createMetrics } from './metrics.js';
 import { createSiemForwarder, type SiemForwarder } from './siem/index.js';
 import { openStore, type Store } from './storage/clickhouse.js';
@@ -143,6 +151,13 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
     await lifecycle.stop();
     throw error;
   }
+  // Detector settings changed through the API, over the configuration file, before anything runs.
+  try {
+    await loadStoredSettings(detection, log);
+  } catch (error) {
+    await lifecycle.stop();
+    throw error;
+  }
   const scheduler = createScheduler(config, detection, () => activeWriter.horizon(), log, store);
   await lifecycle.start(scheduler);
 
@@ -182,6 +197,10 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
         storage: () => ({ writer: activeWriter.stats, spoolBytes: spool.bytes }),
         detection,
         siem,
+        scheduler,
+        api: config.api,
+        redis: config.scheduler.redisUrl ? redisPinger(config.scheduler.redisUrl) : undefined,
+        secrets: [config.storage.clickhouse.password, urlPassword(config.scheduler.redisUrl)],
       });
       const { host, port } = parseHostPort(config.api.listen)!;
       try {
@@ -193,6 +212,7 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
           `FLOWSENTRY_LISTEN_HTTP: cannot listen on ${config.api.listen}: ${errorMessage(error)}`,
         );
       }
+      warnAboutExposure(config.api, log.child({ component: 'api' }));
       return built;
     },
     (built) => built.close(),

@@ -1,248 +1,196 @@
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyError,
-  type FastifyInstance,
-  LogController,
-} from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import {
-  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
   serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import type { Registry } from 'prom-client';
-import { z } from 'zod';
-import type { CollectorSnapshot, ListenerStatus } from '../collector/collector.js';
-import { isFlowsentryError } from '../common/errors.js';
-import { canonicalAddress } from '../common/ip.js';
+import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../common/logger.js';
+import { type Config, configSchema } from '../config/schema.js';
 import type { DetectionEngine } from '../detect/engine.js';
 import type { RunLog } from '../detect/runs.js';
+import type { Scheduler } from '../detect/scheduler.js';
+import type { DetectorSettingsStore } from '../detect/settings.js';
+import type { AllowlistStore } from '../findings/allowlist.js';
 import type { FindingStore } from '../findings/store.js';
-import { queryRows, type Store } from '../storage/clickhouse.js';
+import type { Store } from '../storage/clickhouse.js';
 import type { FlowWriterStats } from '../storage/flow-writer.js';
+import { allowlistRoutes } from './allowlist.js';
+import { attackRoutes } from './attack.js';
+import { rateLimitKey, requireToken, TokenRegistry } from './auth.js';
 import { detectorsRoutes } from './detectors.js';
+import { frameworkErrors, installErrorHandler, redactor } from './errors.js';
+import { exportersRoutes } from './exporters.js';
 import { findingsRoutes } from './findings.js';
+import { flowsRoutes } from './flows.js';
 import { type SiemDeps, siemRoutes } from './siem.js';
-import { ApiError, errorBody, isoTime } from './types.js';
+import { type CollectorView, healthRoutes, metricsRoutes, type SystemDeps, systemRoutes } from './system.js';
+
+export type ApiSettings = Config['api'];
 
 export interface ApiDeps {
   readonly store: Store;
-  readonly collector: {
-    readonly listeners: readonly ListenerStatus[];
-    snapshot(withTemplates?: boolean): Promise<CollectorSnapshot>;
-  };
+  readonly collector: CollectorView;
   readonly metrics: Registry;
   readonly log: Logger;
   readonly version: string;
   /** The writer's queue and insert counters, and the spool's size on disk. */
   readonly storage: () => { writer: FlowWriterStats; spoolBytes: number };
-  /** Detection: the findings and detector endpoints (absent: they are not served). */
+  /** Detection: the findings, detector and ATT&CK endpoints (absent: they are not served). */
   readonly detection?: {
     readonly engine: DetectionEngine;
     readonly runs: RunLog;
     readonly findings: FindingStore;
+    readonly allowlist: AllowlistStore;
+    readonly settings: DetectorSettingsStore;
   };
   /** SIEM forwarding: GET /api/v1/siem (absent: an empty list). */
   readonly siem?: SiemDeps;
+  /** Told when PATCH /api/v1/detectors/{id} changes a detector. */
+  readonly scheduler?: Pick<Scheduler, 'refresh'> | undefined;
+  /** The `api` section of the configuration (defaults when absent). */
+  readonly api?: ApiSettings | undefined;
+  /** Pings Redis for /readyz (when REDIS_URL is set). */
+  readonly redis?: (() => Promise<void>) | undefined;
+  /** Values never to be sent to a client (tokens are added here): ClickHouse and Redis passwords. */
+  readonly secrets?: readonly string[] | undefined;
 }
 
-/** Status of the project's own error codes when they reach the API (a coded error is never a 500). */
-const CODE_STATUS: Partial<Record<string, [number, string]>> = {
-  CONFIG_INVALID: [400, 'bad_request'],
-  DETECTOR_UNKNOWN: [404, 'not_found'],
-  FINDING_NOT_FOUND: [404, 'not_found'],
-  RUN_CANCELLED: [409, 'cancelled'],
-  STORAGE_UNAVAILABLE: [503, 'unavailable'],
-  SCHEDULER_UNAVAILABLE: [503, 'unavailable'],
-};
+const DEFAULT_API: ApiSettings = configSchema.shape.api.parse(undefined);
 
-const summaryQuery = z
-  .strictObject({
-    from: isoTime,
-    to: isoTime,
-    exporter: z
-      .string()
-      .refine((s) => canonicalAddress(s) !== null, { message: 'expected an IPv4 or IPv6 address' })
-      .optional(),
-  })
-  .refine((q) => !(Date.parse(q.from) >= Date.parse(q.to)), {
-    message: '`from` must be before `to`',
-    path: ['to'],
-  });
-
-const exporterItem = z.object({
-  address: z.string(),
-  version: z.number(),
-  domain: z.number(),
-  packets: z.number(),
-  records: z.number(),
-  option_records: z.number(),
-  decode_errors: z.number(),
-  missing_templates: z.number(),
-  sequence_lost: z.number(),
-  sequence_lost_records: z.number(),
-  sequence_reordered: z.number(),
-  sequence_resets: z.number(),
-  templates: z.number(),
-  sampling_rate_unknown: z.number(),
-  sampling_unresolved: z.number(),
-  pending_decoded_sets: z.number(),
-  pending_dropped_sets: z.number(),
-  time_base_unknown: z.number(),
-  packet_section_unreadable: z.number(),
-  packet_section_not_ip: z.number(),
-  first_seen: z.string(),
-  last_seen: z.string(),
-});
+/** API request counter, registered once per registry (tests build several apps on one). */
+function requestCounter(registry: Registry): Counter {
+  const name = 'flowsentry_api_requests_total';
+  return (
+    (registry.getSingleMetric(name) as Counter | undefined) ??
+    new Counter({
+      name,
+      help: 'API requests answered, by route template, method and status code',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    })
+  );
+}
 
 /**
- * The HTTP API: /healthz, /metrics, and /api/v1 (flows summary, exporters, templates, collector
- * status). Built from explicit dependencies so tests and the CLI assemble it the same way.
+ * The HTTP API. Built from explicit dependencies so tests and the CLI assemble it the same way; each
+ * resource's routes and schemas live in their own module, assembled here:
+ *
+ *   root: error handler, URL length limit, OpenAPI generator, rate limiter (not applied here),
+ *         /healthz (public, not rate limited), /metrics (public unless api.metricsAuth),
+ *         /docs and /openapi.json when api.docsAuth is false
+ *   api scope: rate limit (onRequest) → bearer token (preParsing, before the body is read) → scope
+ *         check (read-only tokens: GET only) → body limit → zod validation → handler; 404s too.
  */
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  const settings = deps.api ?? DEFAULT_API;
+  const tokens = new TokenRegistry(settings);
+  const secrets = [settings.token, ...settings.tokens.map((t) => t.token), ...(deps.secrets ?? [])];
+  const redact = redactor(secrets);
   const app = Fastify({
     loggerInstance: deps.log.child({ component: 'api' }) as FastifyBaseLogger,
     // Request logs would be one line per scrape and per dashboard refresh; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: settings.bodyLimitBytes,
+    routerOptions: { maxParamLength: 128 },
+    frameworkErrors,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  installErrorHandler(app, secrets);
+  app.decorateRequest('principal', null);
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (hasZodFastifySchemaValidationErrors(error)) {
-      const details = error.validation.map((v) => {
-        const field =
-          v.instancePath.replace(/^\//, '').replace(/\//g, '.') ||
-          (v.params as { issue?: { path?: unknown[] } })?.issue?.path?.join('.');
-        return `${field ? `${field}: ` : ''}${v.message}`;
-      });
-      return reply.code(400).send({ error: 'bad_request', message: details.join('; ') });
-    }
-    if (error instanceof ApiError) {
-      return reply.code(error.statusCode).send({ error: error.code, message: error.message });
-    }
-    if (isFlowsentryError(error)) {
-      const [status, code] = CODE_STATUS[error.code] ?? [500, 'internal_error'];
-      if (status >= 500) request.log.error({ err: error }, 'request failed');
-      return reply.code(status).send({ error: code, message: error.message });
-    }
-    const status = typeof error.statusCode === 'number' && error.statusCode >= 400 ? error.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'request failed');
-    return reply.code(status).send({
-      error: status >= 500 ? 'internal_error' : 'bad_request',
-      message: status >= 500 ? 'internal error; see the service log' : error.message,
+  const requests = requestCounter(deps.metrics);
+  app.addHook('onResponse', async (request, reply) => {
+    requests.inc({
+      route: request.routeOptions.url ?? 'none',
+      method: request.method,
+      status: String(reply.statusCode),
     });
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply
-      .code(404)
-      .send({ error: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
-  );
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.url.length > settings.maxUrlBytes) {
+      return reply
+        .code(414)
+        .send({ error: 'uri_too_long', message: `request line longer than ${settings.maxUrlBytes} bytes` });
+    }
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'flowsentry',
+        version: deps.version,
+        description:
+          'Flows, findings, detectors and ATT&CK coverage of flowsentry. Errors: {"error": "<code>", "message": "...", "details"?: [...]}.',
+      },
+      components: tokens.enabled
+        ? { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } }
+        : {},
+      ...(tokens.enabled ? { security: [{ bearerAuth: [] }] } : {}),
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(rateLimit, {
+    global: false,
+    max: settings.rateLimit.max,
+    timeWindow: settings.rateLimit.windowSeconds * 1000,
+    keyGenerator: rateLimitKey(tokens),
+  });
 
   const api = app.withTypeProvider<ZodTypeProvider>();
+  const system: SystemDeps = {
+    store: deps.store,
+    collector: deps.collector,
+    metrics: deps.metrics,
+    version: deps.version,
+    storage: deps.storage,
+    redis: deps.redis,
+    redact,
+  };
+  const limits = { queryTimeoutSeconds: settings.queryTimeoutSeconds, maxRangeDays: settings.maxRangeDays };
+  const metricsPublic = !tokens.enabled || !settings.metricsAuth;
+  const docsPublic = !tokens.enabled || !settings.docsAuth;
 
-  api.get('/healthz', async (_request, reply) => {
-    let storage = 'ok';
-    try {
-      const ping = await deps.store.client.ping();
-      if (!ping.success) storage = `unreachable: ${String(ping.error)}`;
-    } catch (error) {
-      storage = `unreachable: ${(error as Error).message}`;
+  const docs = async (scope: FastifyInstance) => {
+    await scope.register(swaggerUi, { routePrefix: '/docs' });
+    scope.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  };
+
+  healthRoutes(api, system);
+  if (metricsPublic) metricsRoutes(api, system, { public: true });
+  if (docsPublic) await app.register(docs);
+
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', app.rateLimit());
+    if (tokens.enabled) await requireToken(scope, tokens);
+    scope.setNotFoundHandler((request, reply) =>
+      reply
+        .code(404)
+        .send({ error: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+    );
+    const routes = scope.withTypeProvider<ZodTypeProvider>();
+    if (!metricsPublic) metricsRoutes(routes, system, { public: false });
+    if (!docsPublic) await scope.register(docs);
+    systemRoutes(routes, system);
+    siemRoutes(routes, deps.siem);
+    exportersRoutes(routes, { collector: deps.collector });
+    flowsRoutes(routes, { store: deps.store, limits });
+    if (deps.detection) {
+      const { engine, runs, findings, allowlist, settings: detectorSettings } = deps.detection;
+      findingsRoutes(routes, { store: deps.store, findings, allowlist, limits });
+      allowlistRoutes(routes, { allowlist, findings });
+      detectorsRoutes(routes, { engine, runs, settings: detectorSettings, scheduler: deps.scheduler });
+      attackRoutes(routes, { store: deps.store, engine, queryTimeoutSeconds: settings.queryTimeoutSeconds });
     }
-    const listeners = deps.collector.listeners;
-    const ok = storage === 'ok' && listeners.length > 0;
-    return reply.code(ok ? 200 : 503).send({
-      status: ok ? 'ok' : 'degraded',
-      version: deps.version,
-      storage,
-      storage_engine: deps.store.embedded ? 'chdb' : 'clickhouse-server',
-      listeners: listeners.map((l) => ({ listen: l.listen, address: l.address, port: l.port })),
-      uptime_seconds: Math.round(process.uptime()),
-    });
   });
-
-  api.get('/metrics', async (_request, reply) => {
-    reply.header('content-type', deps.metrics.contentType);
-    return deps.metrics.metrics();
-  });
-
-  api.get(
-    '/api/v1/flows/summary',
-    {
-      schema: {
-        querystring: summaryQuery,
-        response: {
-          200: z.object({ flows: z.number(), bytes: z.number(), packets: z.number() }),
-          400: errorBody,
-        },
-      },
-    },
-    async (request) => {
-      const { from, to, exporter } = request.query;
-      const params: Record<string, unknown> = { from: Date.parse(from), to: Date.parse(to) };
-      let filter = '';
-      if (exporter !== undefined) {
-        params.exporter = canonicalAddress(exporter);
-        filter = 'AND exporter_address = toIPv6({exporter:String})';
-      }
-      const [row] = await queryRows<{ flows: number; bytes: number; packets: number }>(
-        deps.store,
-        `SELECT count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets
-         FROM flows
-         WHERE flow_end >= fromUnixTimestamp64Milli({from:Int64}) AND flow_end < fromUnixTimestamp64Milli({to:Int64})
-         ${filter}`,
-        params,
-      );
-      return {
-        flows: Number(row?.flows ?? 0),
-        bytes: Number(row?.bytes ?? 0),
-        packets: Number(row?.packets ?? 0),
-      };
-    },
-  );
-
-  api.get(
-    '/api/v1/exporters',
-    { schema: { response: { 200: z.object({ items: z.array(exporterItem) }) } } },
-    async () => {
-      const snapshot = await deps.collector.snapshot();
-      const items = snapshot.streams
-        .map(({ sequence_gaps: _g, ...s }) => s)
-        .sort((a, b) => a.address.localeCompare(b.address) || a.version - b.version || a.domain - b.domain);
-      return { items };
-    },
-  );
-
-  api.get('/api/v1/templates', async () => {
-    const snapshot = await deps.collector.snapshot(true);
-    return { items: snapshot.templates ?? [] };
-  });
-
-  api.get('/api/v1/collector', async () => {
-    const s = await deps.collector.snapshot();
-    return {
-      receive_thread: s.receiveThread && {
-        tid: s.receiveThread.tid,
-        requested_nice: s.receiveThread.requestedNice,
-        nice: s.receiveThread.nice,
-        ...(s.receiveThread.error !== undefined ? { error: s.receiveThread.error } : {}),
-      },
-      listeners: s.listeners,
-      queue_bytes: s.queueBytes,
-      queue_capacity_bytes: s.queueCapacityBytes,
-      decoder: s.decoder,
-      state: s.state,
-      spool: s.spool,
-      storage: deps.storage(),
-    };
-  });
-
-  siemRoutes(api, deps.siem);
-  if (deps.detection) {
-    findingsRoutes(api, { store: deps.store, findings: deps.detection.findings });
-    detectorsRoutes(api, { engine: deps.detection.engine, runs: deps.detection.runs });
-  }
 
   return app;
 }

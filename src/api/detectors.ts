@@ -1,29 +1,42 @@
 import { z } from 'zod';
 import { TECHNIQUES, type TechniqueId, tacticsOf } from '../detect/attack.js';
-import type { DetectionEngine } from '../detect/engine.js';
-import type { RunLog } from '../detect/runs.js';
+import type { ConfiguredDetector, DetectionEngine } from '../detect/engine.js';
+import type { LastRun, RunLog } from '../detect/runs.js';
+import type { Scheduler } from '../detect/scheduler.js';
+import {
+  type DetectorSettingsStore,
+  mergeSettings,
+  type StoredDetectorSettings,
+  toEngineInput,
+} from '../detect/settings.js';
 import { SEVERITIES } from '../findings/model.js';
-import { ApiError, errorBody, isoTime, type ZodApp } from './types.js';
+import { ApiError, commonErrors, derivedFrom, errorBody, isoTime, type ZodApp } from './types.js';
 
 export interface DetectorsDeps {
   readonly engine: DetectionEngine;
   readonly runs: RunLog;
+  /** Where PATCH keeps its changes (absent: PATCH is not served). */
+  readonly settings?: DetectorSettingsStore | undefined;
+  /** Told about every change (absent: nothing schedules detectors in this process). */
+  readonly scheduler?: Pick<Scheduler, 'refresh'> | undefined;
 }
 
-const lastRun = z
-  .object({
-    run_id: z.string(),
-    mode: z.enum(['scheduled', 'backfill']),
-    window_from: z.string(),
-    window_to: z.string(),
-    finished_at: z.string(),
-    duration_ms: z.number(),
-    findings: z.number(),
-    findings_created: z.number(),
-    findings_updated: z.number(),
-    error: z.string().nullable(),
-  })
-  .nullable();
+const lastRun = derivedFrom<LastRun | null>()(
+  z
+    .object({
+      run_id: z.string(),
+      mode: z.enum(['scheduled', 'backfill']),
+      window_from: z.string(),
+      window_to: z.string(),
+      finished_at: z.string(),
+      duration_ms: z.number(),
+      findings: z.number(),
+      findings_created: z.number(),
+      findings_updated: z.number(),
+      error: z.string().nullable(),
+    })
+    .nullable(),
+);
 
 export const detectorItem = z.object({
   id: z.string(),
@@ -83,40 +96,148 @@ export const runResponse = z.object({
   ),
 });
 
-export async function describeDetectors(deps: DetectorsDeps): Promise<z.infer<typeof detectorItem>[]> {
+export const detectorPatch = z
+  .strictObject({
+    enabled: z.boolean().optional(),
+    interval_seconds: z.number().int().min(10).max(86_400).optional().describe('seconds between runs'),
+    lookback_seconds: z
+      .number()
+      .int()
+      .min(10)
+      .max(7 * 86_400)
+      .optional()
+      .describe('traffic each run reads (at least the interval)'),
+    cooldown_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86_400)
+      .optional()
+      .describe('a pause longer than this opens a new finding'),
+    params: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe("parameters to change (the others keep their value), validated by the detector's schema"),
+  })
+  .refine((b) => Object.keys(b).length > 0, { message: 'nothing to change' });
+
+type DetectorItem = z.infer<typeof detectorItem>;
+
+function describe(d: ConfiguredDetector, last: LastRun | null): DetectorItem {
+  const techniques = [...d.definition.techniques] as TechniqueId[];
+  return {
+    id: d.definition.id,
+    title: d.definition.title,
+    description: d.definition.description,
+    technique_ids: techniques,
+    tactic_ids: tacticsOf(techniques),
+    techniques: techniques.map((id) => ({ id, name: TECHNIQUES[id].name })),
+    severity: d.definition.severity,
+    enabled: d.enabled,
+    interval_seconds: d.intervalSeconds,
+    lookback_seconds: d.lookbackSeconds,
+    cooldown_seconds: d.cooldownSeconds,
+    params: d.params,
+    allowlist: { src: [...d.allowlist.src.cidrs], dst: [...d.allowlist.dst.cidrs] },
+    false_positives: [...d.definition.falsePositives],
+    last_run: last,
+  };
+}
+
+export async function describeDetectors(deps: DetectorsDeps): Promise<DetectorItem[]> {
   const last = await deps.runs.lastRuns();
-  return [...deps.engine.detectors.values()].map((d) => {
-    const techniques = [...d.definition.techniques] as TechniqueId[];
-    return {
-      id: d.definition.id,
-      title: d.definition.title,
-      description: d.definition.description,
-      technique_ids: techniques,
-      tactic_ids: tacticsOf(techniques),
-      techniques: techniques.map((id) => ({ id, name: TECHNIQUES[id].name })),
-      severity: d.definition.severity,
-      enabled: d.enabled,
-      interval_seconds: d.intervalSeconds,
-      lookback_seconds: d.lookbackSeconds,
-      cooldown_seconds: d.cooldownSeconds,
-      params: d.params,
-      allowlist: { src: [...d.allowlist.src.cidrs], dst: [...d.allowlist.dst.cidrs] },
-      false_positives: [...d.definition.falsePositives],
-      last_run: last.get(d.definition.id) ?? null,
-    };
-  });
+  return [...deps.engine.detectors.values()].map((d) => describe(d, last.get(d.definition.id) ?? null));
 }
 
 export function detectorsRoutes(app: ZodApp, deps: DetectorsDeps): void {
   app.get(
     '/api/v1/detectors',
-    { schema: { response: { 200: z.object({ items: z.array(detectorItem) }) } } },
+    {
+      schema: {
+        summary: 'Detectors: metadata, parameters, ATT&CK IDs, last run and its error',
+        tags: ['detectors'],
+        response: { 200: z.object({ items: z.array(detectorItem) }), ...commonErrors },
+      },
+    },
     async () => ({ items: await describeDetectors(deps) }),
   );
 
+  const settings = deps.settings;
+  if (settings) {
+    // One change at a time: each reads the stored settings, applies and writes them back.
+    let queue: Promise<unknown> = Promise.resolve();
+    const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
+      const next = queue.then(work, work);
+      queue = next.catch(() => undefined);
+      return next;
+    };
+
+    app.patch(
+      '/api/v1/detectors/:id',
+      {
+        schema: {
+          summary: 'Enable or disable a detector, change its interval, lookback, cool-down or parameters',
+          description:
+            "Validated by the detector's own parameter schema; kept in ClickHouse (applied over the configuration file at every start) and applied to the running scheduler at once.",
+          tags: ['detectors'],
+          params: z.strictObject({ id: z.string().regex(/^[a-z0-9-]{1,64}$/, 'expected a detector id') }),
+          body: detectorPatch,
+          response: { 200: detectorItem, 404: errorBody, ...commonErrors },
+        },
+      },
+      async (request) => {
+        const { id } = request.params;
+        const d = deps.engine.detectors.get(id);
+        if (!d) throw new ApiError(404, 'not_found', `no detector "${id}"`);
+        const change = Object.fromEntries(
+          Object.entries(request.body).filter(([, v]) => v !== undefined),
+        ) as StoredDetectorSettings;
+        if (change.params) {
+          const parsed = d.definition.params.safeParse({ ...d.params, ...change.params });
+          if (!parsed.success) {
+            const details = parsed.error.issues.map(
+              (i) => `${['params', ...i.path.map(String)].join('.')}: ${i.message}`,
+            );
+            throw new ApiError(400, 'bad_request', details.join('; '), details);
+          }
+        }
+        const actor = request.principal?.name ?? 'anonymous';
+        await exclusive(async () => {
+          const before = {
+            enabled: d.enabled,
+            intervalSeconds: d.intervalSeconds,
+            lookbackSeconds: d.lookbackSeconds,
+            cooldownSeconds: d.cooldownSeconds,
+            params: { ...d.params },
+          };
+          const stored = mergeSettings(await settings.get(id), change);
+          deps.engine.reconfigure(id, toEngineInput(change), id);
+          try {
+            await settings.save(id, stored, actor);
+          } catch (error) {
+            // Not kept: the running engine goes back to what a restart would give.
+            deps.engine.reconfigure(id, before, id);
+            throw error;
+          }
+          request.log.info({ detector: id, actor, change: Object.keys(change) }, 'detector settings changed');
+        });
+        await deps.scheduler?.refresh(id);
+        const last = await deps.runs.lastRuns();
+        return describe(d, last.get(id) ?? null);
+      },
+    );
+  }
+
   app.post(
     '/api/v1/detections/run',
-    { schema: { body: runRequest, response: { 200: runResponse, 400: errorBody } } },
+    {
+      schema: {
+        summary: 'Run detectors over a past interval of traffic (a backfill)',
+        tags: ['detectors'],
+        body: runRequest,
+        response: { 200: runResponse, 409: errorBody, ...commonErrors },
+      },
+    },
     async (request, reply) => {
       const { from, to, detectors, forward } = request.body;
       for (const id of detectors ?? []) {

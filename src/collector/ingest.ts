@@ -29,7 +29,15 @@ export interface CollectorSnapshot {
   decoder: DecoderCounters;
   streams: StreamSnapshot[];
   templates: TemplateSnapshot[] | null;
-  state: { exporters: number; streams: number; templates: number; pendingBytes: number; compiled: number };
+  /** The decoders' state, summed (Decoder['size']: layouts included). */
+  state: {
+    exporters: number;
+    streams: number;
+    templates: number;
+    layouts: number;
+    pendingBytes: number;
+    compiled: number;
+  };
   spool: { files: number; records: number; droppedRecords: number; pendingRows: number };
 }
 

@@ -118,6 +118,43 @@ describe('configuration', () => {
     );
   });
 
+  test('API tokens: named, scoped (read-only by default), unique; problems name the field, never the token', () => {
+    const file = yamlFile(
+      'api:\n  tokens:\n    - { name: analyst, token: tok-analyst-4d9e }\n    - { name: soar, token: tok-soar-71ab, scope: read-write }\n',
+    );
+    const { config } = loadConfig({ FLOWSENTRY_CONFIG: file, FLOWSENTRY_API_TOKEN: 'tok-env-3c2f' });
+    expect(config.api.token).toBe('tok-env-3c2f');
+    expect(config.api.tokens).toEqual([
+      { name: 'analyst', token: 'tok-analyst-4d9e', scope: 'read-only' },
+      { name: 'soar', token: 'tok-soar-71ab', scope: 'read-write' },
+    ]);
+    expect(config.api).toMatchObject({
+      metricsAuth: false,
+      docsAuth: true,
+      rateLimit: { max: 600, windowSeconds: 60 },
+      bodyLimitBytes: 65_536,
+      maxUrlBytes: 8_192,
+      queryTimeoutSeconds: 30,
+      maxRangeDays: 31,
+    });
+    const duplicate = yamlFile(
+      'api:\n  tokens:\n    - { name: a, token: tok-dup-9f8e }\n    - { name: a, token: tok-dup-9f8e }\n',
+    );
+    const message = errorOf({ FLOWSENTRY_CONFIG: duplicate });
+    expect(message).toContain('api.tokens[1].name');
+    expect(message).toContain('api.tokens[1].token');
+    expect(
+      errorOf({
+        FLOWSENTRY_CONFIG: yamlFile('api:\n  tokens:\n    - { name: c, token: tok-c-5a1b, scope: admin }\n'),
+      }),
+    ).toContain('api.tokens[0].scope');
+    expect(message).not.toContain('tok-dup-9f8e');
+    const sameAsEnv = yamlFile('api:\n  tokens:\n    - { name: b, token: tok-env-3c2f }\n');
+    expect(errorOf({ FLOWSENTRY_CONFIG: sameAsEnv, FLOWSENTRY_API_TOKEN: 'tok-env-3c2f' })).toContain(
+      'api.tokens',
+    );
+  });
+
   test('unreadable or malformed files stop start-up', () => {
     expect(errorOf({ FLOWSENTRY_CONFIG: join(scratch.path, 'missing.yaml') })).toMatch(
       /^FLOWSENTRY_CONFIG: cannot read/,

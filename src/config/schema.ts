@@ -118,10 +118,23 @@ const storage = z
   })
   .prefault({});
 
+/** Scopes of API tokens: read-only tokens may only read (GET); read-write tokens may also change things. */
+export const TOKEN_SCOPES = ['read-only', 'read-write'] as const;
+
+const apiToken = z.strictObject({
+  /** Who acts with it: recorded as the acting user of finding and detector changes. */
+  name: z.string().regex(/^[A-Za-z0-9_.@-]{1,64}$/, 'letters, digits, _ . @ - (at most 64)'),
+  token: z.string().min(1),
+  scope: z.enum(TOKEN_SCOPES).default('read-only'),
+});
+
 const api = z
   .strictObject({
     listen: hostPort.default('127.0.0.1:8080'),
-    /** Bearer token for /api (reserved for the REST API issue; /healthz and /metrics stay public). */
+    /**
+     * Bearer token for everything but /healthz (read-write, acting as "api-token"). With no token here
+     * nor in `tokens`, the API is open.
+     */
     token: z.string().default(''),
     /**
      * The API's address as others reach it (behind a proxy, a DNS name): SIEM messages link to
@@ -134,6 +147,49 @@ const api = z
         message: 'expected http(s)://host[:port][/path]',
       })
       .default(''),
+    /** Further named tokens, each read-only or read-write. */
+    tokens: z
+      .array(apiToken)
+      .default([])
+      .superRefine((tokens, ctx) => {
+        const names = new Set<string>();
+        const values = new Set<string>();
+        for (const [i, t] of tokens.entries()) {
+          if (names.has(t.name))
+            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'duplicate name' });
+          if (values.has(t.token))
+            ctx.addIssue({ code: 'custom', path: [i, 'token'], message: 'the same token twice' });
+          names.add(t.name);
+          values.add(t.token);
+        }
+      }),
+    /** /metrics needs a token too (when tokens are configured); default: public, for Prometheus. */
+    metricsAuth: z.boolean().default(false),
+    /** /docs and /openapi.json need a token too (when tokens are configured). */
+    docsAuth: z.boolean().default(true),
+    /** Requests per client in each window: per token for valid tokens, per address otherwise. */
+    rateLimit: z
+      .strictObject({
+        max: positiveInt(1, 1_000_000).default(600),
+        windowSeconds: positiveInt(1, 3_600).default(60),
+      })
+      .prefault({}),
+    /** Largest request body (PATCH, POST); larger ones get 413. */
+    bodyLimitBytes: positiveInt(1_024, 16 * MiB).default(64 * 1024),
+    /** Longest request line (path and query); longer ones get 414. */
+    maxUrlBytes: positiveInt(256, 65_536).default(8_192),
+    /** An API query running longer than this is stopped (503 query_timeout). */
+    queryTimeoutSeconds: positiveInt(1, 3_600).default(30),
+    /** Longest time range of a flow query (raw flows; the rollup-backed timeseries allows a year). */
+    maxRangeDays: positiveInt(1, 366).default(31),
+  })
+  .superRefine((a, ctx) => {
+    if (a.token && a.tokens.some((t) => t.token === a.token)) {
+      ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'a token equal to api.token' });
+    }
+    if (a.token && a.tokens.some((t) => t.name === 'api-token')) {
+      ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'the name api-token is that of api.token' });
+    }
   })
   .prefault({})
   .transform((a) => ({ ...a, publicUrl: (a.publicUrl || `http://${a.listen}`).replace(/\/+$/, '') }));

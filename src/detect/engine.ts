@@ -43,12 +43,25 @@ export interface EngineOptions {
   readonly lagSeconds: number;
 }
 
+/**
+ * Allowlist rules made by analysts (src/findings/allowlist.ts keeps them in ClickHouse), read at the
+ * start of every window: an observation matching a rule on both of its sides (null: any address) is
+ * dropped, like one matching the configured allowlists.
+ */
+export interface SuppressionSource {
+  rulesFor(
+    detector: string,
+  ): Promise<ReadonlyArray<{ readonly src: AddressSet | null; readonly dst: AddressSet | null }>>;
+}
+
 export interface EngineDeps {
   readonly store: Store;
   readonly findings: FindingStore;
   readonly runs: RunLog;
   readonly threatIntel: ThreatIntel;
   readonly log: Logger;
+  /** Absent: only the configured allowlists apply. */
+  readonly suppressions?: SuppressionSource | undefined;
 }
 
 export interface WindowResult {
@@ -215,8 +228,9 @@ export class DetectionEngine {
     try {
       this.deps.threatIntel.refresh();
       const ctx = this.context(d, window, log, run.signal ?? new AbortController().signal);
+      const rules = (await this.deps.suppressions?.rulesFor(id)) ?? [];
       const found = await d.definition.run(ctx);
-      const updates = this.toUpdates(d, found);
+      const updates = this.toUpdates(d, found, rules);
       observations = updates.length;
       const windowKey = `${window.mode}:${window.from}-${window.to}`;
       ({ created, updated } = await this.deps.findings.record(
@@ -366,7 +380,11 @@ export class DetectionEngine {
     };
   }
 
-  private toUpdates(d: ConfiguredDetector, observations: readonly Observation[]): FindingUpdate[] {
+  private toUpdates(
+    d: ConfiguredDetector,
+    observations: readonly Observation[],
+    rules: Awaited<ReturnType<SuppressionSource['rulesFor']>> = [],
+  ): FindingUpdate[] {
     const out: FindingUpdate[] = [];
     const allowed = new Set<string>(d.definition.techniques);
     for (const o of observations) {
@@ -374,6 +392,8 @@ export class DetectionEngine {
       const srcIp = displayAddress(o.srcIp);
       const dstIp = displayAddress(o.dstIp);
       if (this.allowlisted(d, srcIp, dstIp)) continue;
+      if (rules.some((r) => (r.src === null || r.src.has(srcIp)) && (r.dst === null || r.dst.has(dstIp))))
+        continue;
       const techniques = [...(o.techniqueIds ?? d.definition.techniques)];
       for (const t of techniques) {
         if (!allowed.has(t) || !isTechniqueId(t)) {

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from '../common/logger.js';
 import type { Config } from '../config/index.js';
+import { AllowlistStore } from '../findings/allowlist.js';
 import { FindingStore } from '../findings/store.js';
 import { redactUrl, type Store } from '../storage/clickhouse.js';
 import { BullmqScheduler } from './bullmq-scheduler.js';
@@ -9,6 +10,7 @@ import { DetectionEngine } from './engine.js';
 import { DETECTORS } from './registry.js';
 import { RunLog } from './runs.js';
 import { InProcessScheduler, type Scheduler, type StorageHorizon } from './scheduler.js';
+import { applyStoredSettings, DetectorSettingsStore } from './settings.js';
 import { ThreatIntel } from './threat-intel.js';
 
 export type { BackfillResult, ConfiguredDetector, WindowResult } from './engine.js';
@@ -16,12 +18,17 @@ export { DetectionEngine } from './engine.js';
 export { DETECTORS } from './registry.js';
 export { RunLog } from './runs.js';
 export type { Scheduler, StorageHorizon } from './scheduler.js';
+export { DetectorSettingsStore } from './settings.js';
 
 export interface Detection {
   readonly engine: DetectionEngine;
   readonly findings: FindingStore;
   readonly runs: RunLog;
   readonly threatIntel: ThreatIntel;
+  /** Analyst allowlist rules, honoured by the engine at every run. */
+  readonly allowlist: AllowlistStore;
+  /** Detector settings changed through the API (applied by loadStoredSettings). */
+  readonly settings: DetectorSettingsStore;
 }
 
 /** The detection engine over a store, configured (throws CONFIG_INVALID naming the field). */
@@ -35,14 +42,25 @@ export function createDetection(
   const threatIntel = new ThreatIntel(config.detection.threatIntel, detectLog);
   const findings = new FindingStore(store);
   const runs = new RunLog(store);
-  const engine = new DetectionEngine({ store, findings, runs, threatIntel, log: detectLog }, definitions, {
-    internalNetworks: config.detection.internalNetworks,
-    allowlist: config.detection.allowlist,
-    detectors: config.detection.detectors,
-    queryTimeoutSeconds: config.detection.queryTimeoutSeconds,
-    lagSeconds: config.detection.lagSeconds,
-  });
-  return { engine, findings, runs, threatIntel };
+  const allowlist = new AllowlistStore(store);
+  const settings = new DetectorSettingsStore(store);
+  const engine = new DetectionEngine(
+    { store, findings, runs, threatIntel, log: detectLog, suppressions: allowlist },
+    definitions,
+    {
+      internalNetworks: config.detection.internalNetworks,
+      allowlist: config.detection.allowlist,
+      detectors: config.detection.detectors,
+      queryTimeoutSeconds: config.detection.queryTimeoutSeconds,
+      lagSeconds: config.detection.lagSeconds,
+    },
+  );
+  return { engine, findings, runs, threatIntel, allowlist, settings };
+}
+
+/** Applies the detector settings changed through the API (kept in ClickHouse) over the configuration. */
+export function loadStoredSettings(detection: Detection, log: Logger): Promise<number> {
+  return applyStoredSettings(detection.engine, detection.settings, log.child({ component: 'detect' }));
 }
 
 /** In-process scheduling by default; BullMQ when REDIS_URL is set. */

@@ -98,6 +98,9 @@ export class RunLog {
       `SELECT detector, run_id, run_mode, window_from, window_to, finished_at, duration_ms,
               findings_created, findings_updated, status, error
        FROM detector_runs ORDER BY finished_at DESC LIMIT 1 BY detector`,
+      {},
+      // Served by GET /api/v1/detectors: read-only and bounded like every API query.
+      { readonly: true, timeoutSeconds: 30 },
     );
     return new Map(
       rows.map((r) => [

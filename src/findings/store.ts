@@ -46,6 +46,18 @@ export interface RunRef {
   readonly forward: boolean;
 }
 
+/** One entry of a finding's history. */
+export interface FindingEvent {
+  readonly at: string;
+  readonly actor: string;
+  /** status, allowlist_rule_created, allowlist_rule_removed */
+  readonly action: string;
+  readonly from_status: string | null;
+  readonly to_status: string | null;
+  readonly comment: string;
+  readonly rule_id: string | null;
+}
+
 export interface RecordResult {
   readonly created: string[];
   readonly updated: string[];
@@ -392,9 +404,56 @@ export class FindingStore {
       this.store,
       `SELECT ${FINDING_COLUMNS} FROM findings FINAL WHERE id = {id:String}`,
       { id },
-      { readonly: true },
+      { readonly: true, timeoutSeconds: 30 },
     );
     return row ? rowToFinding(row) : null;
+  }
+
+  /** The analyst actions on a finding, oldest first (status changes, allowlist rules made or removed). */
+  async history(id: string): Promise<FindingEvent[]> {
+    const rows = await queryRows<{
+      at: string;
+      actor: string;
+      action: string;
+      from_status: string;
+      to_status: string;
+      comment: string;
+      rule_id: string;
+    }>(
+      this.store,
+      `SELECT at, actor, action, from_status, to_status, comment, rule_id FROM finding_events
+       WHERE finding_id = {id:String} ORDER BY at, action != 'status', action LIMIT 1000`,
+      { id },
+      { readonly: true, timeoutSeconds: 30 },
+    );
+    return rows.map((r) => ({
+      at: new Date(ms(r.at)).toISOString(),
+      actor: r.actor,
+      action: r.action,
+      from_status: r.from_status || null,
+      to_status: r.to_status || null,
+      comment: r.comment,
+      rule_id: r.rule_id || null,
+    }));
+  }
+
+  /** Records an action on a finding that is not a status change (an allowlist rule made or removed). */
+  async recordEvent(
+    id: string,
+    event: { actor: string; action: string; comment: string; ruleId?: string | null },
+  ): Promise<void> {
+    await insertRows(this.store, 'finding_events', [
+      {
+        finding_id: id,
+        at: chTime(Date.now()),
+        actor: event.actor,
+        action: event.action,
+        from_status: '',
+        to_status: '',
+        comment: event.comment,
+        rule_id: event.ruleId ?? '',
+      },
+    ]);
   }
 
   /**

@@ -58,6 +58,8 @@ describe('storage on the embedded engine', () => {
       '0002_create_rollups.sql',
       '0003_create_findings.sql',
       '0004_create_siem_outbox.sql',
+      '0005_create_allowlist_rules.sql',
+      '0006_create_detector_settings.sql',
     ]);
   });
 

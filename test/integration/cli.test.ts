@@ -121,7 +121,9 @@ describe('flowsentry CLI', () => {
       "SELECT name FROM system.tables WHERE database = 'flowsentry' ORDER BY name",
     );
     expect(tables.map((t) => t.name)).toEqual([
+      'allowlist_rules',
       'detector_runs',
+      'detector_settings',
       'finding_contributions',
       'finding_events',
       'findings',

@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/common/logger.js';
 import { type Config, configSchema } from '../../src/config/schema.js';
+import type { Decoder } from '../../src/decoder/index.js';
 import type { DetectorDefinition } from '../../src/detect/detector.js';
 import { createDetection, type Detection } from '../../src/detect/index.js';
 import type { Finding } from '../../src/findings/model.js';
@@ -19,6 +20,8 @@ export interface Loaded {
   /** Capture times of the first and last packet (epoch ms). */
   readonly firstMs: number;
   readonly lastMs: number;
+  /** The decoder that read the export (its streams, templates and counters, as the collector's). */
+  readonly decoder: Decoder;
 }
 
 /**
@@ -111,6 +114,7 @@ export class DetectionHarness {
       records: result.stored,
       firstMs: Math.floor(span.firstUs / 1000),
       lastMs: Math.ceil(span.lastUs / 1000),
+      decoder: importer.decoder,
     };
   }
 

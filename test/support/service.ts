@@ -86,6 +86,8 @@ export async function startService(options: {
   env?: Record<string, string>;
   /** A command that execs the service (e.g. setpriv with capabilities dropped). */
   wrap?: string[];
+  /** Address the API listens on (default 127.0.0.1); requests still go to 127.0.0.1. */
+  httpHost?: string;
 }): Promise<RunningService> {
   const [netflowPort, ipfixPort, httpPort] = [await freeUdpPort(), await freeUdpPort(), await freeTcpPort()];
   const http = `http://127.0.0.1:${httpPort}`;
@@ -96,7 +98,7 @@ export async function startService(options: {
       ...process.env,
       FLOWSENTRY_DATA_DIR: options.dataDir,
       FLOWSENTRY_LISTEN_UDP: `127.0.0.1:${netflowPort},127.0.0.1:${ipfixPort}`,
-      FLOWSENTRY_LISTEN_HTTP: `127.0.0.1:${httpPort}`,
+      FLOWSENTRY_LISTEN_HTTP: `${options.httpHost ?? '127.0.0.1'}:${httpPort}`,
       FLOWSENTRY_LOG_LEVEL: 'info',
       ...options.env,
     },
