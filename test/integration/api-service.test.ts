@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { DETECTORS } from '../../src/detect/registry.js';
 import { CLI, type RunningService, startService } from '../support/service.js';
 import { tempDir } from '../support/temp.js';
 
@@ -103,20 +104,25 @@ describe('flowsentry serve with API tokens', () => {
     );
     expect(detect.stderr).toContain('handing the run to the service');
     expect(detect.status, detect.stdout + detect.stderr).toBe(0);
-    expect(JSON.parse(detect.stdout)).toMatchObject({ windows: expect.any(Number), detectors: [] });
+    // The service ran it with its settings: every enabled detector, not the one just disabled.
+    const ran = JSON.parse(detect.stdout) as { windows: number; detectors: Array<{ id: string }> };
+    expect(ran.windows).toBeGreaterThan(0);
+    expect(ran.detectors.map((d) => d.id)).toEqual(
+      DETECTORS.map((d) => d.id).filter((id) => id !== 'vertical-port-scan'),
+    );
 
     expect(await s.stop()).toBe(0);
     for (const secret of [ENV_TOKEN, READER, AUTOMATION]) expect(s.output()).not.toContain(secret);
 
     const again = await service('tokens', env);
     const detectors = await request(again, 'GET', '/api/v1/detectors', READER);
-    expect(detectors.body.items).toEqual([
-      expect.objectContaining({
-        id: 'vertical-port-scan',
-        enabled: false,
-        params: expect.objectContaining({ minPorts: 30 }),
-      }),
-    ]);
+    const items = detectors.body.items as Array<{ id: string; enabled: boolean }>;
+    expect(items.map((d) => d.id)).toEqual(DETECTORS.map((d) => d.id));
+    expect(items.find((d) => d.id === 'vertical-port-scan')).toMatchObject({
+      enabled: false,
+      params: expect.objectContaining({ minPorts: 30 }),
+    });
+    expect(items.filter((d) => !d.enabled).map((d) => d.id)).toEqual(['vertical-port-scan']);
     await again.stop();
   });
 

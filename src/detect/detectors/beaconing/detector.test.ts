@@ -116,6 +116,18 @@ beforeAll(async () => {
   for (let i = 0; i < 2_500; i++) {
     b.udpExchange(T0 + 5 * HOUR + i * 1_440_000, '10.1.0.10', '198.51.100.200', 30_000 + i, 9_999, 60, 60);
   }
+  // Look-alike: a web page polling its server every 7 s for a minute: regular, but brief. After the
+  // day the other tests read, so that a backfill can look at it alone (as a short investigation would).
+  for (let i = 0; i < 8; i++) {
+    b.tcpSession({
+      t: T0 + 25 * HOUR + i * 7 * S,
+      client: '10.1.0.9',
+      server: '198.51.100.177',
+      sport: nextPort(),
+      dport: 443,
+      exchanges: [{ up: 500, down: 900 }],
+    });
+  }
   // Look-alike: a resolver forwarding its clients' cache misses upstream, a Poisson stream (exponential
   // gaps, mean 60 s) all day: even in time, covering every hour, but not regular.
   const poisson = random(11);
@@ -290,6 +302,23 @@ describe('beaconing', () => {
     // Without the allowlist the beacon to 192.0.2.99 appears too; the human and the long session never.
     expect(all.some((f) => f.dst_ip === '192.0.2.99')).toBe(true);
     expect(all.some((f) => f.dst_ip === '203.0.113.80' || f.dst_ip === '203.0.113.90')).toBe(false);
+  });
+
+  test('regular but brief polling (8 connections in a minute) is not a beacon; without the span rule it would be', async () => {
+    const around = { from: (T0 + 25 * HOUR) / 1000 - 60_000, to: (T0 + 25 * HOUR) / 1000 + 120_000 };
+    // A low score bar, so that only the span rule stands between the polling and a finding.
+    const lenient = { minScore: 0.3 };
+    await h
+      .detection({ detectors: { beaconing: { params: lenient } } })
+      .engine.backfill({ ...around, detectors: ['beaconing'] });
+    expect((await h.findings('beaconing')).some((f) => f.dst_ip === '198.51.100.177')).toBe(false);
+    const { engine } = h.detection({
+      detectors: { beaconing: { params: { ...lenient, minSpanSeconds: 0 } } },
+    });
+    await engine.backfill({ ...around, detectors: ['beaconing'] });
+    const polling = (await h.findings('beaconing')).find((f) => f.dst_ip === '198.51.100.177');
+    expect(polling).toBeDefined();
+    expect(polling!.evidence.pair_span_seconds).toBeLessThan(60);
   });
 
   test("a resolver's Poisson stream of upstream lookups is not a beacon, though RITA's score alone would say so", async () => {

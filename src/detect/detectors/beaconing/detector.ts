@@ -33,6 +33,11 @@ const params = z.strictObject({
   minScore: z.number().min(0).max(1).default(0.7),
   /** Connections per pair in the lookback; RITA needs 4 distinct timestamps. */
   minConnections: z.number().int().min(4).default(4),
+  /**
+   * Least time from a pair's first to its last connection for a beacon: a page polling its server
+   * every few seconds for a minute is regular but is not C2, which beacons for hours.
+   */
+  minSpanSeconds: z.number().int().min(0).max(DAY).default(1_800),
   /** Floor of minConnections once divided by the sampling rate. */
   minConnectionsSampled: z.number().int().min(4).default(4),
   /** Connections per 24 h from which a pair is a strobe, reported as such instead of scored (RITA: 86,400). */
@@ -157,6 +162,8 @@ export const beaconing = defineDetector({
         });
         continue;
       }
+      const pairSpanSeconds = (Number(r.last_ms) - Number(r.first_ms)) / 1000;
+      if (pairSpanSeconds < p.minSpanSeconds) continue;
       const latest = r.latest;
       const s = scoreBeacon({
         startsMs: latest.map((x) => -Number(x[0])),
@@ -181,6 +188,8 @@ export const beaconing = defineDetector({
           raw_score: s.score,
           ts_score: s.tsScore,
           interval_dispersion: Math.round(dispersion * 1000) / 1000,
+          pair_span_seconds: Math.round(pairSpanSeconds),
+          threshold_span_seconds: p.minSpanSeconds,
           threshold_interval_dispersion: p.maxIntervalDispersion,
           ds_score: s.dsScore,
           hist_score: s.histScore,
