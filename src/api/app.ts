@@ -1,7 +1,12 @@
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  LogController,
+} from 'fastify';
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -159,7 +164,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   const metricsPublic = !tokens.enabled || !settings.metricsAuth;
   const docsPublic = !tokens.enabled || !settings.docsAuth;
 
-  const docs = async (scope: FastifyInstance) => {
+  const docs: FastifyPluginAsync = async (scope) => {
     await scope.register(swaggerUi, { routePrefix: '/docs' });
     scope.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   };
@@ -168,7 +173,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   if (metricsPublic) metricsRoutes(api, system, { public: true });
   if (docsPublic) await app.register(docs);
 
-  await app.register(async (scope) => {
+  const protectedRoutes: FastifyPluginAsync = async (scope) => {
     scope.addHook('onRequest', app.rateLimit());
     if (tokens.enabled) await requireToken(scope, tokens);
     scope.setNotFoundHandler((request, reply) =>
@@ -190,7 +195,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       detectorsRoutes(routes, { engine, runs, settings: detectorSettings, scheduler: deps.scheduler });
       attackRoutes(routes, { store: deps.store, engine, queryTimeoutSeconds: settings.queryTimeoutSeconds });
     }
-  });
+  };
+  await app.register(protectedRoutes);
 
   return app;
 }
