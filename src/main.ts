@@ -63,7 +63,7 @@ export async function prepareStore(config: Readonly<Config>, log: Logger): Promi
  * reverse (src/common/component.ts):
  *
  *   collector process (sockets bound at normal priority) → this process lowers its own priority
- *   (storage.nice; every thread it starts later, ClickHouse's included, inherits it) → store and
+ *   (storage.nice, every thread, re-checked every 2 s for ClickHouse's new ones) → store and
  *   migrations → flow writer → detector scheduler → SIEM forwarder → API.
  *
  * Stopping: the API stops answering, the SIEM forwarder finishes the message under way, closes its

@@ -96,6 +96,7 @@ const writerStats = derivedFrom<FlowWriterStats>()(
   }),
 );
 
+const threadNiceItem = z.object({ tid: z.number().nullable(), nice: z.number().nullable() });
 const receiveThread = z.object({
   tid: z.number().nullable(),
   requested_nice: z.number(),
@@ -106,6 +107,7 @@ const receiveThread = z.object({
 /** The collector's status as /api/v1/collector answers it. */
 export interface CollectorStatus {
   receive_thread: z.output<typeof receiveThread> | null;
+  threads: CollectorSnapshot['threads'];
   listeners: Listener[];
   queue_bytes: number;
   queue_capacity_bytes: number;
@@ -120,6 +122,12 @@ const collectorResponse = derivedFrom<CollectorStatus>()(
     receive_thread: receiveThread
       .nullable()
       .describe('null unless collector.receiveNice is set: requested and actual nice, and why not'),
+    threads: z
+      .object({
+        receive: threadNiceItem,
+        decoders: z.array(threadNiceItem),
+      })
+      .describe('The ingest threads (Linux thread IDs) and the nice values they run at now'),
     listeners: z.array(listenerItem),
     queue_bytes: z.number(),
     queue_capacity_bytes: z.number(),
@@ -312,6 +320,7 @@ export function systemRoutes(app: ZodApp, deps: SystemDeps): void {
           nice: s.receiveThread.nice,
           ...(s.receiveThread.error !== undefined ? { error: s.receiveThread.error } : {}),
         },
+        threads: s.threads,
         listeners: s.listeners,
         queue_bytes: s.queueBytes,
         queue_capacity_bytes: s.queueCapacityBytes,

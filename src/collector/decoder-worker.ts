@@ -2,7 +2,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../common/errors.js';
 import { createCidrMatcher } from '../common/ip.js';
-import { lowerThisThread } from '../common/thread-priority.js';
+import { currentThreadId, lowerThisThread } from '../common/thread-priority.js';
 import {
   Decoder,
   type DecoderCounters,
@@ -54,7 +54,7 @@ export interface DecoderSnapshot {
 }
 
 export type DecoderMessage =
-  | { type: 'ready'; restoredTemplates: number }
+  | { type: 'ready'; restoredTemplates: number; tid: number | null }
   | { type: 'spooled'; file: SpoolFile }
   | { type: 'snapshot'; id: number; snapshot: DecoderSnapshot }
   | { type: 'log'; level: 'warn' | 'error'; message: string }
@@ -202,7 +202,7 @@ port.on('message', (message: { type: string; id?: number; templates?: boolean })
   }
 });
 
-port.postMessage({ type: 'ready', restoredTemplates: restoreState() } satisfies DecoderMessage);
+port.postMessage({ type: 'ready', restoredTemplates: restoreState(), tid: currentThreadId() } satisfies DecoderMessage);
 run().catch((error: unknown) => {
   port.postMessage({ type: 'log', level: 'error', message: `decoder stopped: ${errorMessage(error)}` });
   process.exit(1);

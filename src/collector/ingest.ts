@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FlowsentryError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { ThreadPriority } from '../common/thread-priority.js';
+import { type ThreadNice, type ThreadPriority, threadNice } from '../common/thread-priority.js';
 import type { Config } from '../config/index.js';
 import type { DecoderCounters, StreamSnapshot, TemplateSnapshot } from '../decoder/index.js';
 import type { SpoolFile } from '../storage/spool.js';
@@ -23,6 +23,8 @@ export interface ListenerStatus {
 export interface CollectorSnapshot {
   /** The receive thread's scheduling priority: what was asked for (collector.receiveNice) and got. */
   receiveThread: ThreadPriority | null;
+  /** The ingest threads and the nice values they run at now: the receive thread first, decoders below it. */
+  threads: { receive: ThreadNice; decoders: ThreadNice[] };
   listeners: Array<ListenerStatus & Record<ReceiverField, number> & { kernel: SocketQueueStats }>;
   queueBytes: number;
   queueCapacityBytes: number;
@@ -56,6 +58,8 @@ export class Ingest {
   private readonly receiverStats: SharedArrayBuffer;
   private listenerStatus: ListenerStatus[] = [];
   private receivePriority: ThreadPriority | null = null;
+  private receiveTid: number | null = null;
+  private decoderTids: Array<number | null> = [];
   private requests = new Map<number, (s: DecoderSnapshot) => void>();
   private nextRequest = 1;
   private stoppedDecoders: Array<Promise<void>> = [];
@@ -113,6 +117,7 @@ export class Ingest {
           switch (message.type) {
             case 'ready':
               ready = true;
+              this.decoderTids[index] = message.tid;
               if (message.restoredTemplates > 0)
                 this.log.info({ decoder: index, templates: message.restoredTemplates }, 'templates restored');
               resolve();
@@ -155,6 +160,7 @@ export class Ingest {
       receiver.on('message', (message: ReceiverMessage) => {
         if (message.type === 'listening') {
           this.receivePriority = message.priority;
+          this.receiveTid = message.tid;
           resolve(message.listeners);
         } else if (message.type === 'error') {
           reject(
@@ -210,6 +216,10 @@ export class Ingest {
     }
     return {
       receiveThread: this.receivePriority,
+      threads: {
+        receive: threadNice(this.receiveTid),
+        decoders: this.decoders.map((_, i) => threadNice(this.decoderTids[i] ?? null)),
+      },
       listeners: this.listenerStatus.map((l, i) => ({
         ...l,
         ...readReceiverStats(this.receiverStats, i),

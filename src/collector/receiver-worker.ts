@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../common/errors.js';
 import { parseAddress, parseHostPort } from '../common/ip.js';
-import { setThisThreadNice, type ThreadPriority } from '../common/thread-priority.js';
+import { currentThreadId, setThisThreadNice, type ThreadPriority } from '../common/thread-priority.js';
 import { RingWriter } from './packet-ring.js';
 import { RECEIVER_FIELDS } from './receiver-stats.js';
 
@@ -25,6 +25,8 @@ export type ReceiverMessage =
       type: 'listening';
       listeners: Array<{ listen: string; address: string; port: number; receiveBufferBytes: number }>;
       priority: ThreadPriority | null;
+      /** This thread's ID (Linux), so that status can report its nice value. */
+      tid: number | null;
     }
   | { type: 'error'; message: string }
   | { type: 'stopped' };
@@ -96,7 +98,7 @@ async function bindAll(): Promise<void> {
   // Under CPU contention a receive thread waiting for a time slice is what overflows the socket
   // buffer, while everything after it has its own queue; collector.receiveNice can put it first.
   const priority = data.receiveNice === 0 ? null : setThisThreadNice(data.receiveNice);
-  port.postMessage({ type: 'listening', listeners, priority } satisfies ReceiverMessage);
+  port.postMessage({ type: 'listening', listeners, priority, tid: currentThreadId() } satisfies ReceiverMessage);
 }
 
 port.on('message', (message: { type: string }) => {

@@ -21,6 +21,22 @@ export function currentThreadId(): number | null {
   }
 }
 
+/** A thread and the nice value it runs at now (null where it cannot be read: not Linux, thread gone). */
+export interface ThreadNice {
+  readonly tid: number | null;
+  readonly nice: number | null;
+}
+
+/** Reads the nice value of a thread of this process (getpriority with a thread ID, Linux). */
+export function threadNice(tid: number | null): ThreadNice {
+  if (tid === null) return { tid, nice: null };
+  try {
+    return { tid, nice: getPriority(tid) };
+  } catch {
+    return { tid, nice: null };
+  }
+}
+
 /** Lowers the calling thread's priority to `nice` (0 = leave it); true when applied. */
 export function lowerThisThread(nice: number): boolean {
   if (nice <= 0) return false;

@@ -105,9 +105,11 @@ const storage = z
       .prefault({}),
     /**
      * Nice value of the service process that runs the store (embedded ClickHouse), the writer and the
-     * API (Linux). The collector runs in its own process at normal priority. 0 = same priority.
+     * API (Linux), every thread of it (ClickHouse's pools included). The collector runs in its own
+     * process at normal priority; the default 19 keeps the store below the decoder threads (10), so
+     * that under a steady load a busy store makes the spool grow, not the packet queue. 0 = same priority.
      */
-    nice: z.number().int().min(0).max(19).default(10),
+    nice: z.number().int().min(0).max(19).default(19),
     retention: z
       .strictObject({
         flowsDays: positiveInt(1, 36_500).default(30),

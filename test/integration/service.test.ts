@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import type { StreamSnapshot } from '../../src/decoder/index.js';
 import { type ExportField, ExportPacketBuilder, encodeRecord } from '../../src/export/packet-builder.js';
-import { CLI, type RunningService, sendDatagrams, startService, waitFor } from '../support/service.js';
+import { CLI, type RunningService, sendDatagrams, sleep, startService, waitFor } from '../support/service.js';
 import { tempDir } from '../support/temp.js';
 
 const scratch = tempDir();
@@ -208,6 +208,48 @@ describe('flowsentry serve', () => {
     const s = await service('priority-default');
     const { body } = await s.get<{ receive_thread: ReceiveThread | null }>('/api/v1/collector');
     expect(body.receive_thread).toBeNull();
+    await s.stop();
+  });
+
+  test('by default the socket comes first, the decoders next and the store last, in every thread', async () => {
+    const s = await service('priority-order');
+    const pid = s.process.pid!;
+    // The collector is the service's child process; the service re-lowers new threads every 2 s.
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    expect(children).toHaveLength(1);
+    const collectorPid = children[0]!;
+    type Threads = { receive: { tid: number; nice: number }; decoders: Array<{ tid: number; nice: number }> };
+    const { body } = await s.get<{ threads: Threads }>('/api/v1/collector');
+    const { receive, decoders } = body.threads;
+    const collectorTids = readdirSync(`/proc/${collectorPid}/task`).map(Number);
+    expect(collectorTids).toContain(receive.tid);
+    expect(kernelNice(receive.tid)).toBe(0);
+    expect(decoders.length).toBeGreaterThan(0);
+    for (const d of decoders) {
+      expect(collectorTids).toContain(d.tid);
+      expect(kernelNice(d.tid)).toBe(d.nice);
+      expect(d.nice).toBeGreaterThan(0);
+    }
+    const decoderNice = Math.max(...decoders.map((d) => d.nice));
+    // Every thread of the service process (store, writer, detectors, API, and the embedded
+    // ClickHouse's pools, which it names) runs below the decoders, once the 2 s re-check has passed.
+    await sleep(2_500);
+    const serviceThreads = readdirSync(`/proc/${pid}/task`).map((tid) => ({
+      name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(),
+      nice: kernelNice(Number(tid)),
+    }));
+    expect(serviceThreads.filter((t) => t.nice <= decoderNice)).toEqual([]);
+    expect(serviceThreads.length).toBeGreaterThan(10);
+    expect(
+      serviceThreads.some((t) =>
+        /^(BgSchPool|QueryPipelineEx|MergeTreeBG|BgMoveSchPool|SystemLogFlush|TCPHandler|ThreadPool|Background|GlobalPool)/i.test(
+          t.name,
+        ),
+      ),
+    ).toBe(true);
     await s.stop();
   });
 

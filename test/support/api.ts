@@ -38,6 +38,7 @@ export function collectorOf(decoders: readonly Decoder[]): CollectorView {
         for (const [k, v] of Object.entries(d.size)) size[k as keyof typeof size] += v;
       return {
         receiveThread: { tid: 4242, requestedNice: -10, nice: 0, error: 'EACCES: permission denied' },
+        threads: { receive: { tid: 4242, nice: 0 }, decoders: [{ tid: 4243, nice: 10 }] },
         listeners: listeners.map((l) => ({
           ...l,
           packets: 10,
