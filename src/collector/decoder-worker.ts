@@ -202,7 +202,11 @@ port.on('message', (message: { type: string; id?: number; templates?: boolean })
   }
 });
 
-port.postMessage({ type: 'ready', restoredTemplates: restoreState(), tid: currentThreadId() } satisfies DecoderMessage);
+port.postMessage({
+  type: 'ready',
+  restoredTemplates: restoreState(),
+  tid: currentThreadId(),
+} satisfies DecoderMessage);
 run().catch((error: unknown) => {
   port.postMessage({ type: 'log', level: 'error', message: `decoder stopped: ${errorMessage(error)}` });
   process.exit(1);

@@ -98,7 +98,12 @@ async function bindAll(): Promise<void> {
   // Under CPU contention a receive thread waiting for a time slice is what overflows the socket
   // buffer, while everything after it has its own queue; collector.receiveNice can put it first.
   const priority = data.receiveNice === 0 ? null : setThisThreadNice(data.receiveNice);
-  port.postMessage({ type: 'listening', listeners, priority, tid: currentThreadId() } satisfies ReceiverMessage);
+  port.postMessage({
+    type: 'listening',
+    listeners,
+    priority,
+    tid: currentThreadId(),
+  } satisfies ReceiverMessage);
 }
 
 port.on('message', (message: { type: string }) => {
