@@ -1,7 +1,17 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { readKernelUdpStats } from '../src/collector/kernel-drops.js';
 import { freeTcpPort, waitUntilHealthy } from '../test/support/service.js';
 import { CLI, ensureDebianTools, ensureDir, fromRoot, peakRssMiB, sleep, table, WORK } from './lib/common.js';
 import { buildV9Load, writeLoadPcap } from './lib/loads.js';
@@ -15,7 +25,7 @@ import { buildV9Load, writeLoadPcap } from './lib/loads.js';
  */
 const RECORDS = 1_000_000;
 const PER_PACKET = 31;
-const PORT = Number(process.env.BENCH_PORT ?? 29955);
+export const PORT = Number(process.env.BENCH_PORT ?? 29955);
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 3);
 const RATES = (
   process.env.BENCH_RATES ?? '500000,1000000,1500000,2000000,2500000,3000000,3500000,4000000,5000000,6000000'
@@ -24,16 +34,23 @@ const RATES = (
   .map(Number);
 const E2E = ensureDir(join(WORK, 'e2e'));
 
-interface Tool {
+export interface Tool {
   name: string;
   /** Starts the tool; resolves once it is ready to receive. */
   start(dir: string): Promise<Running>;
 }
 
-interface Running {
+export interface Running {
   pids(): number[];
-  /** Waits until the tool has stored what it received, stops it, returns records stored. */
-  finish(): Promise<number>;
+  /**
+   * Waits until the tool has stored what it received (`expected` records at most), stops it,
+   * returns records stored.
+   */
+  finish(expected?: number): Promise<number>;
+  /** Where records were lost, read just before the tool stopped (kernel socket drops included). */
+  losses?: () => Record<string, number>;
+  /** flowsentry: a GET on its API. */
+  api?: <T>(path: string) => Promise<T>;
   /** Extra facts for the table (drops seen by the tool). */
   notes?: () => string;
 }
@@ -63,7 +80,7 @@ async function waitForUdpPort(port: number, timeoutMs = 20_000): Promise<void> {
   throw new Error(`nothing listening on UDP ${port}`);
 }
 
-function childrenOf(pid: number): number[] {
+export function childrenOf(pid: number): number[] {
   try {
     const out = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
     return out.split('\n').filter(Boolean).map(Number);
@@ -77,7 +94,7 @@ function childrenOf(pid: number): number[] {
  * The "receiveNice -10" variant raises the receive thread above the sender and everything else
  * (collector.receiveNice; granted, the bench runs as root), to show what that is worth.
  */
-function flowsentryTool(name: string, config?: string): Tool {
+export function flowsentryTool(name: string, config?: string): Tool {
   return {
     name,
     start: (dir) => startFlowsentry(dir, config),
@@ -108,13 +125,17 @@ async function startFlowsentry(dir: string, config?: string): Promise<Running> {
   // Its log goes to this process's stderr, so there is nothing to add to an error.
   await waitUntilHealthy(child, `http://127.0.0.1:${http}`, () => '', 60_000);
   let collectorDrops = '';
+  let losses: Record<string, number> = {};
   return {
     pids: () => [child.pid!, ...childrenOf(child.pid!)],
     notes: () => collectorDrops,
-    async finish() {
+    losses: () => losses,
+    api: get,
+    async finish(expected = RECORDS) {
       let stored = -1;
       let stable = 0;
-      for (let i = 0; i < 120 && stored < RECORDS && stable < 6; i++) {
+      // Until everything is stored, or nothing more arrived for 3 s (a spool draining keeps it moving).
+      for (let i = 0; i < 2400 && stored < expected && stable < 6; i++) {
         await sleep(500);
         const { flows } = await get<{ flows: number }>(
           '/api/v1/flows/summary?from=1970-01-01T00:00:00Z&to=2200-01-01T00:00:00Z',
@@ -124,8 +145,14 @@ async function startFlowsentry(dir: string, config?: string): Promise<Running> {
       }
       const c = await get<{
         listeners: Array<{ queue_dropped_packets: number; kernel: { drops: number } }>;
+        spool: { droppedRecords: number };
       }>('/api/v1/collector');
       const l = c.listeners[0]!;
+      losses = {
+        kernel_datagrams: l.kernel.drops,
+        queue_datagrams: l.queue_dropped_packets,
+        spool_records: c.spool.droppedRecords,
+      };
       collectorDrops =
         l.kernel.drops || l.queue_dropped_packets
           ? `kernel drops ${l.kernel.drops}, queue drops ${l.queue_dropped_packets}`
@@ -139,7 +166,7 @@ async function startFlowsentry(dir: string, config?: string): Promise<Running> {
 }
 
 /** nfcapd with `extra` flags; with `nice`, the whole process runs at that nice value (nice(1) execs it). */
-function nfcapd(name: string, extra: string[], nice?: number): Tool {
+export function nfcapd(name: string, extra: string[], nice?: number): Tool {
   return {
     name,
     async start(dir) {
@@ -153,24 +180,42 @@ function nfcapd(name: string, extra: string[], nice?: number): Tool {
         },
       );
       await waitForUdpPort(PORT);
+      let losses: Record<string, number> = {};
       return {
         pids: () => [child.pid!],
+        losses: () => losses,
         async finish() {
           await sleep(2000);
+          losses = { kernel_datagrams: readKernelUdpStats(PORT).drops };
           child.kill('SIGTERM');
           await exited(child);
-          const out = spawnSync('nfdump', ['-R', flows, '-q', '-o', 'fmt:%pr'], {
-            encoding: 'utf8',
-            maxBuffer: 1 << 30,
-          });
-          return out.stdout.split('\n').filter((l) => l.trim() !== '').length;
+          return nfdumpRecords(flows);
         },
       };
     },
   };
 }
 
-function nfacctd(name: string, tuned: boolean): Tool {
+/** Flow records in an nfcapd directory, from nfdump's statistics of its files (-I). */
+function nfdumpRecords(dir: string): number {
+  const out = spawnSync('nfdump', ['-R', dir, '-I'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const flows = /^Flows:\s+(\d+)$/m.exec(out.stdout)?.[1];
+  if (flows === undefined) throw new Error(`nfdump -I gave no flow count: ${out.stdout}${out.stderr}`);
+  return Number(flows);
+}
+
+/** Sum of the FLOWS column of nfacctd's CSV (read as a stream: a looped load writes GiBs). */
+async function sumFlowsColumn(file: string): Promise<number> {
+  let column = -1;
+  let total = 0;
+  for await (const line of createInterface({ input: createReadStream(file) })) {
+    if (line.startsWith('SRC_IP')) column = line.split(',').indexOf('FLOWS');
+    else if (line !== '' && column >= 0) total += Number(line.split(',')[column]);
+  }
+  return total;
+}
+
+export function nfacctd(name: string, tuned: boolean): Tool {
   return {
     name,
     async start(dir) {
@@ -183,7 +228,8 @@ function nfacctd(name: string, tuned: boolean): Tool {
           'nfacctd_ip: 127.0.0.1',
           `nfacctd_port: ${PORT}`,
           'plugins: print[p]',
-          'aggregate[p]: src_host, dst_host, src_port, dst_port, proto',
+          // `flows` adds the FLOWS counter: records merged into one line (a looped load repeats its 5-tuples).
+          'aggregate[p]: src_host, dst_host, src_port, dst_port, proto, flows',
           'print_output[p]: csv',
           `print_output_file[p]: ${out}`,
           'print_output_file_append[p]: true',
@@ -202,17 +248,18 @@ function nfacctd(name: string, tuned: boolean): Tool {
       const child = spawn('nfacctd', ['-f', conf], { stdio: ['ignore', 'ignore', 'ignore'] });
       await waitForUdpPort(PORT);
       await sleep(1000);
+      let losses: Record<string, number> = {};
       return {
         pids: () => [child.pid!, ...childrenOf(child.pid!)],
+        losses: () => losses,
         async finish() {
           await sleep(4000);
+          losses = { kernel_datagrams: readKernelUdpStats(PORT).drops };
           child.kill('SIGINT');
           await exited(child);
           await sleep(500);
           if (!existsSync(out)) return 0;
-          return readFileSync(out, 'utf8')
-            .split('\n')
-            .filter((l) => l !== '' && !l.startsWith('SRC_IP')).length;
+          return sumFlowsColumn(out);
         },
       };
     },
@@ -232,7 +279,7 @@ export const TOOLS: Tool[] = [
   nfacctd('nfacctd (tuned)', true),
 ];
 
-function prepare(): { pcap: string; blast: string; packets: number } {
+export function prepare(): { pcap: string; blast: string; packets: number } {
   ensureDebianTools([
     { command: 'nfcapd', pkg: 'nfdump' },
     { command: 'nfacctd', pkg: 'pmacct' },

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { fromRoot, machine } from './lib/common.js';
 
 /**
- * `npm run bench [-- decode e2e memory query]`: runs the benchmarks (all by default), prints their
+ * `npm run bench [-- decode e2e memory query detect sustained]`: runs the benchmarks (all by default), prints their
  * sections and writes each into bench/RESULTS.md between its own markers, leaving the sections of
  * benchmarks not run (and the hand-written summary) as they were. The end-to-end run under
  * BENCH_RMEM_MAX is its own section, so the stock-kernel and raised-cap tables live side by side.
@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<{ main(): Promise<string> }>> = {
   memory: () => import('./memory.js'),
   query: () => import('./query.js'),
   detect: () => import('./detect.js'),
+  sustained: () => import('./sustained.js'),
 };
 
 const RESULTS = fromRoot('bench', 'RESULTS.md');
