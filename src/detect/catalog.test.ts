@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
@@ -39,6 +39,26 @@ describe('detector catalog', () => {
       expect(d.falsePositives.length).toBeGreaterThan(0);
       expect(d.title.length).toBeGreaterThan(3);
       expect(d.description.length).toBeGreaterThan(20);
+    });
+  }
+});
+
+describe('README detector table', () => {
+  const readme = readFileSync(join(here, '..', '..', 'README.md'), 'utf8');
+  const rows = new Map(
+    [...readme.matchAll(/^\| `([a-z0-9-]+)` \| ([^|]+) \| (\w+) \|/gm)].map((m) => [
+      m[1]!,
+      { techniques: m[2]!.trim().split(', '), severity: m[3]! },
+    ]),
+  );
+
+  test('lists every detector of the registry, and only those, in the registry order', () => {
+    expect([...rows.keys()]).toEqual(DETECTORS.map((d) => d.id));
+  });
+
+  for (const d of DETECTORS) {
+    test(`${d.id}: techniques and severity as the code has them`, () => {
+      expect(rows.get(d.id)).toEqual({ techniques: [...d.techniques], severity: d.severity });
     });
   }
 });

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Finding } from '../../src/findings/model.js';
 import { DetectionHarness, trafficBase } from '../support/detection.js';
@@ -50,6 +51,9 @@ beforeAll(async () => {
     false: result.falseFindings.map((f) => `${f.detector}: ${f.title}`),
   };
   process.stderr.write(`scenario: ${JSON.stringify(summary, null, 2)}\n`);
+  // The README's example finding is taken from this file.
+  const dump = process.env.FLOWSENTRY_SCENARIO_FINDINGS;
+  if (dump) writeFileSync(dump, JSON.stringify(findings, null, 2));
 }, 600_000);
 
 afterAll(async () => {
