@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
@@ -61,4 +61,41 @@ describe('README detector table', () => {
       expect(rows.get(d.id)).toEqual({ techniques: [...d.techniques], severity: d.severity });
     });
   }
+});
+
+/**
+ * The README's "Parameters and known false positives" block, generated from the registry so that it
+ * cannot drift: FLOWSENTRY_WRITE_DOCS=1 rewrites it, otherwise the test compares.
+ */
+function catalogBlock(): string {
+  const value = (v: unknown) => (Array.isArray(v) ? `${v.length} entries` : String(v));
+  return DETECTORS.map((d) => {
+    const params = Object.entries(d.params.parse({}) as Record<string, unknown>)
+      .filter(([, v]) => typeof v !== 'object' || Array.isArray(v))
+      .map(([k, v]) => `\`${k}\` ${value(v)}`)
+      .join(', ');
+    return `- **\`${d.id}\`**: ${params}. False positives: ${d.falsePositives.join('; ')}.`;
+  }).join('\n');
+}
+
+describe('README parameters and false positives', () => {
+  const file = join(here, '..', '..', 'README.md');
+  const begin = '<!-- detectors:catalog begin -->\n';
+  const end = '\n<!-- detectors:catalog end -->';
+
+  test('list every detector with its default parameters and known false positives, as the code has them', () => {
+    const readme = readFileSync(file, 'utf8');
+    const from = readme.indexOf(begin);
+    const to = readme.indexOf(end);
+    expect(from, 'README markers').toBeGreaterThan(0);
+    expect(to).toBeGreaterThan(from);
+    if (process.env.FLOWSENTRY_WRITE_DOCS === '1') {
+      writeFileSync(file, readme.slice(0, from + begin.length) + catalogBlock() + readme.slice(to));
+    } else {
+      expect(
+        readme.slice(from + begin.length, to),
+        'FLOWSENTRY_WRITE_DOCS=1 npx vitest run src/detect/catalog.test.ts',
+      ).toBe(catalogBlock());
+    }
+  });
 });
