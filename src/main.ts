@@ -6,10 +6,12 @@ import { buildApp } from './api/app.js';
 import { warnAboutExposure } from './api/auth.js';
 import { redisPinger, urlPassword } from './api/system.js';
 import { Collector } from './collector/collector.js';
+import { registerCollectorMetrics } from './collector/metrics.js';
 import { Lifecycle } from './common/component.js';
 import { errorMessage, FlowsentryError } from './common/errors.js';
 import { parseHostPort } from './common/ip.js';
 import type { Logger } from './common/logger.js';
+import { createMetricsRegistry } from './common/metrics.js';
 import { lowerAllThreads, type ProcessNice } from './common/thread-priority.js';
 import type { Config } from './config/index.js';
 import {
@@ -19,10 +21,12 @@ import {
   loadStoredSettings,
   type Scheduler,
 } from './detect/index.js';
-import { createMetrics } from './metrics.js';
+import { registerDetectionMetrics } from './detect/metrics.js';
 import { createSiemForwarder, type SiemForwarder } from './siem/index.js';
+import { registerSiemMetrics } from './siem/metrics.js';
 import { openStore, type Store } from './storage/clickhouse.js';
 import { FlowWriter } from './storage/flow-writer.js';
+import { registerStorageMetrics } from './storage/metrics.js';
 import { applyRetention, migrate } from './storage/migrate.js';
 import { Spool, type SpoolFile } from './storage/spool.js';
 
@@ -177,21 +181,22 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
   }
   await lifecycle.start(siem);
 
-  const metrics = createMetrics({
+  // Each component registers its own metrics (the API's are registered by buildApp).
+  const metrics = createMetricsRegistry();
+  registerCollectorMetrics(metrics, {
     snapshot: () => collector.snapshot(),
-    writer: () => activeWriter.stats,
-    spoolBytes: () => spool.bytes,
-    collectorRestarts: () => collector.restarts,
-    siem: () => siem.status(),
+    restarts: () => collector.restarts,
   });
-  activeWriter.onInsert = (_rows, seconds) => metrics.insertSeconds.observe(seconds);
+  registerStorageMetrics(metrics, activeWriter, spool);
+  registerDetectionMetrics(metrics, detection.engine);
+  registerSiemMetrics(metrics, () => siem.status());
   const app = await lifecycle.open(
     'api',
     async () => {
       const built = await buildApp({
         store: store,
         collector,
-        metrics: metrics.registry,
+        metrics,
         log,
         version: VERSION,
         storage: () => ({ writer: activeWriter.stats, spoolBytes: spool.bytes }),
