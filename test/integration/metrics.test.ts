@@ -1,9 +1,11 @@
 import dgram from 'node:dgram';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type ExportField, ExportPacketBuilder, encodeRecord } from '../../src/export/packet-builder.js';
 import {
   freeUdpPort,
+  REPO_ROOT,
   type RunningService,
   sendDatagrams,
   startService,
@@ -205,5 +207,51 @@ describe('GET /metrics of a running service', () => {
     expect(received.some((m) => m.includes('vertical-port-scan'))).toBe(true);
     expect(sample(siem, 'flowsentry_siem_messages_failed_total', { destination: 'default' })).toBe(0);
     expect(sample(siem, 'flowsentry_siem_oldest_unsent_age_seconds', { destination: 'default' })).toBe(0);
+  });
+
+  test('every metric and grouping label the Prometheus dashboard panels use is exposed', async () => {
+    const text = await scrape();
+    const types = new Map(
+      [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!] as [string, string]),
+    );
+    // Label names seen per metric family (histogram series under their base name).
+    const labels = new Map<string, Set<string>>();
+    for (const m of text.matchAll(/^([a-z_:][a-z0-9_:]*?)(?:_bucket|_count|_sum)?\{([^}]*)\} /gm)) {
+      const set = labels.get(m[1]!) ?? new Set<string>();
+      for (const l of m[2]!.matchAll(/([a-z_]+)="/g)) set.add(l[1]!);
+      labels.set(m[1]!, set);
+    }
+    const exprs = readdirSync(join(REPO_ROOT, 'dashboards'))
+      .filter((f) => f.endsWith('.json'))
+      .flatMap((f) => {
+        const board = JSON.parse(readFileSync(join(REPO_ROOT, 'dashboards', f), 'utf8')) as {
+          panels: Array<{ title: string; targets?: Array<{ datasource: { type: string }; expr?: string }> }>;
+        };
+        return board.panels.flatMap((p) =>
+          (p.targets ?? [])
+            .filter((t) => t.datasource.type === 'prometheus')
+            .map((t) => ({ p, expr: t.expr! })),
+        );
+      });
+    expect(exprs.length).toBeGreaterThanOrEqual(20);
+    for (const { p, expr } of exprs) {
+      const families = [...expr.matchAll(/\bflowsentry_[a-z0-9_]+/g)].map((m) => {
+        const name = m[0];
+        const base = name.replace(/_(bucket|count|sum)$/, '');
+        if (types.has(name)) return name;
+        expect(types.get(base), `${p.title}: ${name}`).toBe('histogram');
+        return base;
+      });
+      expect(families.length, `${p.title}: ${expr}`).toBeGreaterThan(0);
+      for (const by of expr.matchAll(/by \(([^)]*)\)/g)) {
+        for (const label of by[1]!.split(',').map((l) => l.trim())) {
+          if (label === 'le') continue;
+          expect(
+            families.some((f) => labels.get(f)?.has(label)),
+            `${p.title}: label ${label} on ${families.join(', ')}`,
+          ).toBe(true);
+        }
+      }
+    }
   });
 });
