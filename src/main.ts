@@ -25,9 +25,10 @@ import { registerDetectionMetrics } from './detect/metrics.js';
 import { createSiemForwarder, type SiemForwarder } from './siem/index.js';
 import { registerSiemMetrics } from './siem/metrics.js';
 import { openStore, type Store } from './storage/clickhouse.js';
+import type { ClusterOptions } from './storage/cluster.js';
 import { FlowWriter } from './storage/flow-writer.js';
 import { registerStorageMetrics } from './storage/metrics.js';
-import { applyRetention, migrate } from './storage/migrate.js';
+import { applyRetention, MIGRATIONS_DIR, migrate } from './storage/migrate.js';
 import { Spool, type SpoolFile } from './storage/spool.js';
 
 export const VERSION: string = (
@@ -48,13 +49,20 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** The cluster the migrations target (storage.cluster.name), or null for one server. */
+export function clusterOptions(config: Readonly<Config>): ClusterOptions | null {
+  const { name, sharding } = config.storage.cluster;
+  return name ? { cluster: name, database: config.storage.clickhouse.database, sharding } : null;
+}
+
 /** Opens the store and applies migrations and retention (used by serve, migrate, import and detect). */
 export async function prepareStore(config: Readonly<Config>, log: Logger): Promise<Store> {
   mkdirSync(config.dataDir, { recursive: true });
-  const store = await openStore(config.storage.clickhouse, config.dataDir);
+  const cluster = clusterOptions(config);
+  const store = await openStore(config.storage.clickhouse, config.dataDir, cluster?.cluster);
   try {
-    await migrate(store, log.child({ component: 'migrate' }));
-    await applyRetention(store, config.storage.retention, log.child({ component: 'migrate' }));
+    await migrate(store, log.child({ component: 'migrate' }), MIGRATIONS_DIR, cluster);
+    await applyRetention(store, config.storage.retention, log.child({ component: 'migrate' }), cluster);
   } catch (error) {
     await store.close();
     throw error;
