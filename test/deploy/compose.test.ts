@@ -152,9 +152,11 @@ describe.skipIf(COMPOSE === null)('docker-compose.yml, as Docker Compose resolve
     });
     // Prometheus scrapes the port flowsentry listens on.
     const prometheus = readFileSync(join(REPO_ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8');
-    expect(prometheus).toContain(
-      `'flowsentry:${services.flowsentry!.environment!.FLOWSENTRY_LISTEN_HTTP!.split(':')[1]}'`,
-    );
+    const port = services.flowsentry!.environment!.FLOWSENTRY_LISTEN_HTTP!.split(':')[1];
+    expect(
+      (parse(prometheus) as { scrape_configs: Array<{ static_configs: Array<{ targets: string[] }> }> })
+        .scrape_configs[0]!.static_configs[0]!.targets,
+    ).toEqual([`flowsentry:${port}`]);
   });
 
   test('the cluster example: 2 shards x 2 replicas with their macros, 3 Keeper nodes, flowsentry ON CLUSTER', () => {
