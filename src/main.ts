@@ -196,7 +196,7 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
     restarts: () => collector.restarts,
   });
   registerStorageMetrics(metrics, activeWriter, spool);
-  registerDetectionMetrics(metrics, detection.engine);
+  registerDetectionMetrics(metrics, detection.engine, scheduler);
   registerSiemMetrics(metrics, () => siem.status());
   const app = await lifecycle.open(
     'api',

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { observedGauge } from '../common/metrics.js';
 import type { DetectionEngine, WindowResult } from './engine.js';
+import { JOB_STATES, type Scheduler } from './scheduler.js';
 
 /**
  * The detectors' metrics, observed after every window the engine runs in this process (scheduled,
@@ -7,7 +9,27 @@ import type { DetectionEngine, WindowResult } from './engine.js';
  * updated, and how far each detector has got. With BullMQ, each process counts the windows it ran;
  * sum over instances.
  */
-export function registerDetectionMetrics(registry: Registry, engine: DetectionEngine): void {
+export function registerDetectionMetrics(
+  registry: Registry,
+  engine: DetectionEngine,
+  scheduler?: Pick<Scheduler, 'kind' | 'jobs'>,
+): void {
+  if (scheduler) {
+    // The scheduler's queue depth: in-process, this process's detectors; BullMQ, the shared queue
+    // (the same value from every process: take max, not sum). Absent while Redis does not answer.
+    observedGauge(
+      registry,
+      'flowsentry_scheduler_jobs',
+      'Detector work by state (waiting, active, delayed, failed) and scheduler kind (in-process, bullmq).',
+      ['state', 'kind'],
+      async () => {
+        const counts = await scheduler.jobs().catch(() => null);
+        return counts
+          ? JOB_STATES.map((state) => [{ state, kind: scheduler.kind }, counts[state]] as const)
+          : [];
+      },
+    );
+  }
   const runs = new Counter({
     name: 'flowsentry_detector_runs_total',
     help: 'Detector windows run, by detector and status (ok or error).',
