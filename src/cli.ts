@@ -9,9 +9,10 @@ import { createLogger, type Logger } from './common/logger.js';
 import { ENVIRONMENT, loadConfig } from './config/index.js';
 import { collectFlow, Decoder, type FlowRow } from './decoder/index.js';
 import { createDetection, loadStoredSettings } from './detect/index.js';
-import { prepareStore, startService, VERSION } from './main.js';
+import { clusterOptions, prepareStore, startService, VERSION } from './main.js';
 import { readUdpDatagrams, type UdpDatagram } from './pcap/pcap.js';
 import { DatagramImporter } from './storage/importer.js';
+import { loadMigrations, migrationStatements } from './storage/migrate.js';
 
 const HELP = `flowsentry ${VERSION}: a network security monitor on NetFlow v5/v9 and IPFIX
 
@@ -21,6 +22,8 @@ Commands:
   serve                      Run the collector (UDP), the API (HTTP) and storage; what \`npm start\` runs.
                              Stops cleanly on SIGINT/SIGTERM (queued flows stay in the spool for next start).
   migrate                    Create or update the ClickHouse schema (migrations/*.sql) and exit.
+      --print                Print the statements instead (ON CLUSTER forms when storage.cluster.name is set),
+                             without connecting to ClickHouse.
   import <file.pcap>         Decode the NetFlow/IPFIX datagrams of a capture (pcap or pcapng) into the store,
                              offline: exporter = the datagram's source address, receive time = capture time.
       --port <n>             Only datagrams sent to this UDP port (repeatable; default: all UDP).
@@ -68,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serve();
     case 'migrate':
-      return migrateCommand();
+      return migrateCommand(rest);
     case 'import':
       return importCommand(rest);
     case 'replay':
@@ -111,8 +114,17 @@ async function serve(): Promise<number> {
   });
 }
 
-async function migrateCommand(): Promise<number> {
+async function migrateCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { print: { type: 'boolean' } }, strict: true });
   const { config, log } = setup();
+  if (values.print) {
+    const cluster = clusterOptions(config);
+    for (const m of loadMigrations()) {
+      process.stdout.write(`-- ${m.name}\n`);
+      for (const statement of migrationStatements(m, cluster)) process.stdout.write(`${statement};\n\n`);
+    }
+    return 0;
+  }
   const store = await prepareStore(config, log);
   await store.close();
   log.info('schema is up to date');

@@ -6,10 +6,12 @@ import { buildApp } from './api/app.js';
 import { warnAboutExposure } from './api/auth.js';
 import { redisPinger, urlPassword } from './api/system.js';
 import { Collector } from './collector/collector.js';
+import { registerCollectorMetrics } from './collector/metrics.js';
 import { Lifecycle } from './common/component.js';
 import { errorMessage, FlowsentryError } from './common/errors.js';
 import { parseHostPort } from './common/ip.js';
 import type { Logger } from './common/logger.js';
+import { createMetricsRegistry } from './common/metrics.js';
 import { lowerAllThreads, type ProcessNice } from './common/thread-priority.js';
 import type { Config } from './config/index.js';
 import {
@@ -19,11 +21,14 @@ import {
   loadStoredSettings,
   type Scheduler,
 } from './detect/index.js';
-import { createMetrics } from './metrics.js';
+import { registerDetectionMetrics } from './detect/metrics.js';
 import { createSiemForwarder, type SiemForwarder } from './siem/index.js';
+import { registerSiemMetrics } from './siem/metrics.js';
 import { openStore, type Store } from './storage/clickhouse.js';
+import type { ClusterOptions } from './storage/cluster.js';
 import { FlowWriter } from './storage/flow-writer.js';
-import { applyRetention, migrate } from './storage/migrate.js';
+import { registerStorageMetrics } from './storage/metrics.js';
+import { applyRetention, MIGRATIONS_DIR, migrate } from './storage/migrate.js';
 import { Spool, type SpoolFile } from './storage/spool.js';
 
 export const VERSION: string = (
@@ -44,13 +49,20 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** The cluster the migrations target (storage.cluster.name), or null for one server. */
+export function clusterOptions(config: Readonly<Config>): ClusterOptions | null {
+  const { name, sharding } = config.storage.cluster;
+  return name ? { cluster: name, database: config.storage.clickhouse.database, sharding } : null;
+}
+
 /** Opens the store and applies migrations and retention (used by serve, migrate, import and detect). */
 export async function prepareStore(config: Readonly<Config>, log: Logger): Promise<Store> {
   mkdirSync(config.dataDir, { recursive: true });
-  const store = await openStore(config.storage.clickhouse, config.dataDir);
+  const cluster = clusterOptions(config);
+  const store = await openStore(config.storage.clickhouse, config.dataDir, cluster?.cluster);
   try {
-    await migrate(store, log.child({ component: 'migrate' }));
-    await applyRetention(store, config.storage.retention, log.child({ component: 'migrate' }));
+    await migrate(store, log.child({ component: 'migrate' }), MIGRATIONS_DIR, cluster);
+    await applyRetention(store, config.storage.retention, log.child({ component: 'migrate' }), cluster);
   } catch (error) {
     await store.close();
     throw error;
@@ -177,21 +189,22 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
   }
   await lifecycle.start(siem);
 
-  const metrics = createMetrics({
+  // Each component registers its own metrics (the API's are registered by buildApp).
+  const metrics = createMetricsRegistry();
+  registerCollectorMetrics(metrics, {
     snapshot: () => collector.snapshot(),
-    writer: () => activeWriter.stats,
-    spoolBytes: () => spool.bytes,
-    collectorRestarts: () => collector.restarts,
-    siem: () => siem.status(),
+    restarts: () => collector.restarts,
   });
-  activeWriter.onInsert = (_rows, seconds) => metrics.insertSeconds.observe(seconds);
+  registerStorageMetrics(metrics, activeWriter, spool);
+  registerDetectionMetrics(metrics, detection.engine, scheduler);
+  registerSiemMetrics(metrics, () => siem.status());
   const app = await lifecycle.open(
     'api',
     async () => {
       const built = await buildApp({
         store: store,
         collector,
-        metrics: metrics.registry,
+        metrics,
         log,
         version: VERSION,
         storage: () => ({ writer: activeWriter.stats, spoolBytes: spool.bytes }),

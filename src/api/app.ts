@@ -14,7 +14,7 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../common/logger.js';
 import { type Config, configSchema } from '../config/schema.js';
 import type { DetectionEngine } from '../detect/engine.js';
@@ -33,6 +33,7 @@ import { frameworkErrors, installErrorHandler, redactor } from './errors.js';
 import { exportersRoutes } from './exporters.js';
 import { findingsRoutes } from './findings.js';
 import { flowsRoutes } from './flows.js';
+import { registerApiMetrics } from './metrics.js';
 import { type SiemDeps, siemRoutes } from './siem.js';
 import { type CollectorView, healthRoutes, metricsRoutes, type SystemDeps, systemRoutes } from './system.js';
 
@@ -68,20 +69,6 @@ export interface ApiDeps {
 
 const DEFAULT_API: ApiSettings = configSchema.shape.api.parse(undefined);
 
-/** API request counter, registered once per registry (tests build several apps on one). */
-function requestCounter(registry: Registry): Counter {
-  const name = 'flowsentry_api_requests_total';
-  return (
-    (registry.getSingleMetric(name) as Counter | undefined) ??
-    new Counter({
-      name,
-      help: 'API requests answered, by route template, method and status code',
-      labelNames: ['route', 'method', 'status'],
-      registers: [registry],
-    })
-  );
-}
-
 /**
  * The HTTP API. Built from explicit dependencies so tests and the CLI assemble it the same way; each
  * resource's routes and schemas live in their own module, assembled here:
@@ -110,13 +97,14 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   installErrorHandler(app, secrets);
   app.decorateRequest('principal', null);
 
-  const requests = requestCounter(deps.metrics);
+  const requests = registerApiMetrics(deps.metrics);
   app.addHook('onResponse', async (request, reply) => {
-    requests.inc({
-      route: request.routeOptions.url ?? 'none',
-      method: request.method,
-      status: String(reply.statusCode),
-    });
+    requests.observe(
+      request.routeOptions.url ?? 'none',
+      request.method,
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
   });
   app.addHook('onRequest', async (request, reply) => {
     if (request.url.length > settings.maxUrlBytes) {

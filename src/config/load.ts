@@ -60,6 +60,12 @@ export const ENVIRONMENT: ReadonlyArray<{
     description: 'database (flowsentry)',
   },
   {
+    name: 'CLICKHOUSE_CLUSTER',
+    path: ['storage', 'cluster', 'name'],
+    kind: 'string',
+    description: 'run the migrations ON CLUSTER (Replicated + Distributed)',
+  },
+  {
     name: 'REDIS_URL',
     path: ['scheduler', 'redisUrl'],
     kind: 'string',

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isValidCidr, parseHostPort } from '../common/ip.js';
 import { siemSchema } from '../siem/config.js';
+import { SHARDING } from '../storage/cluster.js';
 
 const MiB = 1024 * 1024;
 
@@ -117,6 +118,30 @@ const storage = z
         rollup1hDays: positiveInt(1, 36_500).default(365),
       })
       .prefault({}),
+    /**
+     * A ClickHouse cluster (docs/cluster/): the migrations run ON CLUSTER, with Replicated*MergeTree
+     * tables <name>_local on every shard and Distributed tables under the usual names. Empty: one server.
+     */
+    cluster: z
+      .strictObject({
+        /** The cluster's name in the servers' remote_servers. */
+        name: z
+          .string()
+          .regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/, 'expected a cluster name (letters, digits, _)')
+          .default(''),
+        /** How flows are spread: `exporter` keeps an exporter's flows on one shard; `host-pair` hashes src and dst. */
+        sharding: z.enum(SHARDING).default('exporter'),
+      })
+      .prefault({}),
+  })
+  .superRefine((s, ctx) => {
+    if (s.cluster.name && !s.clickhouse.url) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cluster', 'name'],
+        message: 'a cluster needs ClickHouse servers: set storage.clickhouse.url (CLICKHOUSE_URL) too',
+      });
+    }
   })
   .prefault({});
 

@@ -5,7 +5,7 @@ import { errorMessage, FlowsentryError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { DetectionEngine } from './engine.js';
 import type { RunLog } from './runs.js';
-import type { Scheduler, StorageHorizon } from './scheduler.js';
+import { JOB_STATES, type JobCounts, type Scheduler, type StorageHorizon } from './scheduler.js';
 
 export const DETECTOR_QUEUE = 'flowsentry-detectors';
 
@@ -101,6 +101,11 @@ export class BullmqScheduler implements Scheduler {
     );
     this.worker.on('error', (error) => this.log.warn({ err: error.message }, 'detector worker'));
     this.log.info({ concurrency: this.options.concurrency }, 'detector scheduler started (bullmq)');
+  }
+
+  async jobs(): Promise<JobCounts> {
+    const counts = this.queue ? await this.queue.getJobCounts(...JOB_STATES) : {};
+    return Object.fromEntries(JOB_STATES.map((state) => [state, counts[state] ?? 0])) as JobCounts;
   }
 
   /**

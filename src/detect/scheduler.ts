@@ -8,10 +8,20 @@ import type { RunLog } from './runs.js';
 export type StorageHorizon = () => number;
 
 /** What both schedulers offer the service and the API. */
+/** Detector work by state, for the metrics (flowsentry_scheduler_jobs). */
+export const JOB_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
+export type JobCounts = Record<(typeof JOB_STATES)[number], number>;
+
 export interface Scheduler extends Component {
   readonly kind: 'in-process' | 'bullmq';
   /** Re-reads a detector's settings (enabled, interval) after a change. */
   refresh(id: string): Promise<void>;
+  /**
+   * Detector work by state. In-process: detectors due and waiting for a free slot, running, planned
+   * on a timer, and retrying after a failed window. BullMQ: the queue's jobs (shared by every process
+   * on that Redis), failed meaning out of attempts.
+   */
+  jobs(): Promise<JobCounts>;
 }
 
 const RETRY_MIN_MS = 5_000;
@@ -57,6 +67,15 @@ export class InProcessScheduler implements Scheduler {
       },
       'detector scheduler started (in-process)',
     );
+  }
+
+  async jobs(): Promise<JobCounts> {
+    return {
+      waiting: this.queue.length,
+      active: this.active.size,
+      delayed: this.timers.size,
+      failed: [...this.failures.values()].filter((n) => n > 0).length,
+    };
   }
 
   async refresh(id: string): Promise<void> {

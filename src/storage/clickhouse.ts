@@ -36,16 +36,17 @@ const COMMON_SETTINGS: ClickHouseSettings = {
  * Opens the store: a ClickHouse server when `url` is set, otherwise chDB under `<dataDir>/clickhouse`
  * through @clickhouse/client's connection hook, so the same SQL and migrations run on both. The
  * database is created if missing and made the default (chDB ignores the client's `database` option,
- * so the session gets `USE`).
+ * so the session gets `USE`). With `cluster` (storage.cluster.name; servers only) the database is
+ * created ON CLUSTER.
  */
-export async function openStore(config: ClickHouseConfig, dataDir: string): Promise<Store> {
+export async function openStore(config: ClickHouseConfig, dataDir: string, cluster?: string): Promise<Store> {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(config.database)) {
     throw new FlowsentryError(
       'CONFIG_INVALID',
       `CLICKHOUSE_DATABASE: invalid database name "${config.database}"`,
     );
   }
-  if (config.url) return openServer(config);
+  if (config.url) return openServer(config, cluster);
   const path = resolve(join(dataDir, 'clickhouse'));
   mkdirSync(path, { recursive: true });
   let createChdbConnection: (opts: { path: string }) => unknown;
@@ -97,7 +98,7 @@ export async function openStore(config: ClickHouseConfig, dataDir: string): Prom
   return { client, embedded: true, database: config.database, path, close: () => client.close() };
 }
 
-async function openServer(config: ClickHouseConfig): Promise<Store> {
+async function openServer(config: ClickHouseConfig, cluster?: string): Promise<Store> {
   const base = {
     url: config.url,
     username: config.user,
@@ -109,7 +110,9 @@ async function openServer(config: ClickHouseConfig): Promise<Store> {
   };
   const bootstrap = createClient(base);
   try {
-    await bootstrap.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.database}` });
+    await bootstrap.command({
+      query: `CREATE DATABASE IF NOT EXISTS ${config.database}${cluster ? ` ON CLUSTER ${cluster}` : ''}`,
+    });
   } catch (error) {
     throw new FlowsentryError(
       'STORAGE_UNAVAILABLE',

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { errorMessage, FlowsentryError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { queryRows, type Store } from './clickhouse.js';
+import { type ClusterOptions, clusterStatement, clusterStatements, storageTable } from './cluster.js';
 
 /** migrations/ next to package.json (dist/storage/../../migrations or src/storage/../../migrations). */
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
@@ -56,17 +57,33 @@ export function splitSql(sql: string): string[] {
   return statements;
 }
 
+export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
+      version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()
+    ) ENGINE = ReplacingMergeTree ORDER BY version`;
+
+/**
+ * The statements a migration runs: its file's, or on a cluster their ON CLUSTER form (cluster.ts).
+ * The checksum is always the file's, so a schema is the same migration on one server or a cluster.
+ */
+export function migrationStatements(m: Migration, cluster: ClusterOptions | null): string[] {
+  return cluster ? clusterStatements(m.statements, cluster) : m.statements;
+}
+
 /**
  * Applies migrations in order and records each in schema_migrations. Append-only: a recorded
- * migration whose file changed stops start-up.
+ * migration whose file changed stops start-up. With `cluster`, every statement runs ON CLUSTER
+ * (Replicated local tables, Distributed tables under the usual names: src/storage/cluster.ts).
  */
-export async function migrate(store: Store, log: Logger, dir = MIGRATIONS_DIR): Promise<string[]> {
+export async function migrate(
+  store: Store,
+  log: Logger,
+  dir = MIGRATIONS_DIR,
+  cluster: ClusterOptions | null = null,
+): Promise<string[]> {
   const migrations = loadMigrations(dir);
-  await store.client.command({
-    query: `CREATE TABLE IF NOT EXISTS schema_migrations (
-      version UInt32, name String, checksum String, applied_at DateTime('UTC') DEFAULT now()
-    ) ENGINE = ReplacingMergeTree ORDER BY version`,
-  });
+  for (const query of cluster ? clusterStatement(MIGRATIONS_TABLE, cluster) : [MIGRATIONS_TABLE]) {
+    await store.client.command({ query });
+  }
   const applied = new Map(
     (
       await queryRows<{ version: number; name: string; checksum: string }>(
@@ -87,7 +104,7 @@ export async function migrate(store: Store, log: Logger, dir = MIGRATIONS_DIR): 
       }
       continue;
     }
-    for (const statement of m.statements) {
+    for (const statement of migrationStatements(m, cluster)) {
       try {
         // LowCardinality(IPv6) (exporter_address) needs this at CREATE time; nothing else depends on it.
         await store.client.command({
@@ -121,11 +138,17 @@ export interface Retention {
  * Makes each table's TTL match the configuration. Only tables whose TTL differs are altered, and
  * without rewriting existing parts (expired parts are dropped by the next merge).
  */
-export async function applyRetention(store: Store, retention: Retention, log: Logger): Promise<void> {
+export async function applyRetention(
+  store: Store,
+  retention: Retention,
+  log: Logger,
+  cluster: ClusterOptions | null = null,
+): Promise<void> {
+  // On a cluster the TTL is the local tables' (the Distributed ones hold no rows).
   const wanted: Array<[string, string, number]> = [
-    ['flows', 'time_received', retention.flowsDays],
-    ['flows_1m', 'time_bucket', retention.rollup1mDays],
-    ['flows_1h', 'time_bucket', retention.rollup1hDays],
+    [storageTable('flows', cluster), 'time_received', retention.flowsDays],
+    [storageTable('flows_1m', cluster), 'time_bucket', retention.rollup1mDays],
+    [storageTable('flows_1h', cluster), 'time_bucket', retention.rollup1hDays],
   ];
   const tables = await queryRows<{ name: string; engine_full: string }>(
     store,
@@ -136,7 +159,7 @@ export async function applyRetention(store: Store, retention: Retention, log: Lo
     const current = /TTL \S+ \+ toIntervalDay\((\d+)\)/.exec(engine)?.[1];
     if (current !== undefined && Number(current) === days) continue;
     await store.client.command({
-      query: `ALTER TABLE ${table} MODIFY TTL ${column} + toIntervalDay(${days})`,
+      query: `ALTER TABLE ${table}${cluster ? ` ON CLUSTER ${cluster.cluster}` : ''} MODIFY TTL ${column} + toIntervalDay(${days})`,
       clickhouse_settings: { materialize_ttl_after_modify: 0 },
     });
     log.info({ table, days }, 'retention changed');
