@@ -302,19 +302,29 @@ async function sustained(): Promise<string> {
   await senderDone;
   const sentPps = Number(/= (\d+) pkt\/s/.exec(senderOut)?.[1] ?? 0);
   const sendSeconds = (Date.now() - started) / 1000;
+  const offered = loops * records + 300;
+  type CollectorState = {
+    listeners: Array<{ queue_dropped_packets: number; kernel: { drops: number } }>;
+    spool: { droppedRecords: number };
+    storage: { spoolBytes: number };
+  };
+  // Wait for the spool to drain: everything stored, or the spool empty and nothing new for 6 s (30 min at most).
   let stored = -1;
-  for (let i = 0, stable = 0; i < 240 && stable < 6; i++) {
+  let collector = await get<CollectorState>('/api/v1/collector');
+  let spoolPeak = collector.storage.spoolBytes;
+  for (let i = 0, stable = 0; i < 1800 && stored < offered; i++) {
     await sleep(1000);
     const { flows } = await get<{ flows: number }>(
       '/api/v1/flows/summary?from=1970-01-01T00:00:00Z&to=2200-01-01T00:00:00Z',
     );
+    collector = await get<CollectorState>('/api/v1/collector');
+    spoolPeak = Math.max(spoolPeak, collector.storage.spoolBytes);
     stable = flows === stored ? stable + 1 : 0;
     stored = flows;
+    if (stable >= 6 && collector.storage.spoolBytes === 0) break;
   }
+  const drainSeconds = (Date.now() - started) / 1000 - sendSeconds;
   await watch;
-  const collector = await get<{
-    listeners: Array<{ queue_dropped_packets: number; kernel: { drops: number } }>;
-  }>('/api/v1/collector');
   service.kill('SIGTERM');
   await new Promise<void>((resolve) => service.once('exit', () => resolve()));
 
@@ -332,7 +342,6 @@ async function sustained(): Promise<string> {
   } finally {
     await store.close();
   }
-  const offered = loops * records + 300;
   const l = collector.listeners[0]!;
   const interval = new Map(detectors.items.map((d) => [d.id, d.interval_seconds]));
   const rows = runs.map((r) => {
@@ -359,6 +368,9 @@ async function sustained(): Promise<string> {
         'lost',
         'kernel drops (datagrams)',
         'queue drops (datagrams)',
+        'spool dropped (records)',
+        'spool peak MiB (after the load)',
+        'drain after the load',
         'scan: first flow → finding',
       ],
       [
@@ -368,6 +380,9 @@ async function sustained(): Promise<string> {
           offered - stored,
           l.kernel.drops,
           l.queue_dropped_packets,
+          collector.spool.droppedRecords,
+          (spoolPeak / 2 ** 20).toFixed(0),
+          `${drainSeconds.toFixed(0)} s${collector.storage.spoolBytes > 0 ? ` (${(collector.storage.spoolBytes / 2 ** 20).toFixed(0)} MiB still spooled at stop)` : ''}`,
           scanFound === null ? 'not found' : `${((scanFound - scanAt) / 1000).toFixed(1)} s`,
         ],
       ],
