@@ -15,6 +15,11 @@ export interface FlowWriterOptions {
   readonly maxBatchBytes: number;
   readonly retryMinMs: number;
   readonly retryMaxMs: number;
+  /**
+   * Test seam: awaited at the points where a crash matters (`inserted`: the store has the batch and
+   * none of its files is deleted yet). A hook that never resolves leaves the disk as a crash would.
+   */
+  readonly crashPoint?: (point: 'inserted', files: readonly SpoolFile[]) => Promise<void> | void;
 }
 
 export const DEFAULT_FLOW_WRITER_OPTIONS: FlowWriterOptions = {
@@ -202,6 +207,7 @@ export class FlowWriter {
       return [];
     }
     const seconds = (performance.now() - started) / 1000;
+    await this.options.crashPoint?.('inserted', batch);
     let rows = 0;
     for (const file of batch) {
       rows += file.rows;
