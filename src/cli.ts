@@ -443,7 +443,12 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (isFlowsentryError(error)) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
+      // An unknown option or a missing value: a usage error like the others, not a crash.
+      process.stderr.write(`flowsentry: ${errorMessage(error)}; see flowsentry --help\n`);
+      process.exitCode = 2;
+    } else if (isFlowsentryError(error)) {
       process.stderr.write(`flowsentry: ${error.message}\n`);
       process.exitCode = error.code === 'CLI_USAGE' ? 2 : 1;
     } else {

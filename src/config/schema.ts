@@ -25,7 +25,7 @@ const collector = z
     /** When non-empty, packets from other sources are counted and dropped. */
     allowedExporters: z.array(cidr).default([]),
     /**
-     * Nice value of the decoder threads (Linux): the receive thread keeps priority under CPU
+     * Nice value of the decoder thread (Linux): the receive thread keeps priority under CPU
      * contention and the decoders catch up from the queue. 0 = same priority.
      */
     decoderNice: z.number().int().min(0).max(19).default(10),

@@ -423,7 +423,10 @@ export class Decoder {
     };
   }
 
-  /** Templates, sampler tables and system init times, to survive a restart (reference.md §1.2). */
+  /**
+   * Templates, sampler tables and system init times, to survive a restart: exporters resend templates
+   * only by timer or packet count (RFC 7011 §8, RFC 3954 §5), often minutes apart.
+   */
   exportState(nowMs: number): PersistedState {
     const layouts: PersistedState['layouts'] = [];
     const index = new Map<Layout, number>();
@@ -499,7 +502,8 @@ export class Decoder {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // NetFlow v5: 24-byte header, count records of 48 bytes (reference.md §1.1).
+  // NetFlow v5: 24-byte header, count records of 48 bytes (Cisco, "NetFlow Export Datagram Format",
+  // NetFlow Services Solutions Guide).
 
   private decodeV5(
     exporter: Exporter,
@@ -550,7 +554,9 @@ export class Decoder {
 
   // ---------------------------------------------------------------------------------------------
   // NetFlow v9: 20-byte header, then flowsets to the end of the datagram. The header count is not
-  // trusted (FortiGate, Streamcore, nProbe and Cisco WLC count flowsets or less; reference.md §1.4).
+  // trusted: RFC 3954 §5.1 says it counts all records, but FortiGate, Streamcore, nProbe and Cisco WLC
+  // count flowsets or less (the FortiGate capture in test/fixtures/vendor: count 3 in a packet of 14
+  // templates).
 
   private decodeV9(
     exporter: Exporter,

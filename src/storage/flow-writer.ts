@@ -56,7 +56,7 @@ const DATA_ERRORS = new Set([
 /**
  * Inserts spool files into `flows` in arrival order, several per INSERT, and releases them once the
  * store has them. Embedded: INSERT … SELECT FROM file() over the files themselves (RowBinary read by the
- * engine, measured ~10x JSONEachRow; reference.md §3.3). Server: the files streamed as the body of
+ * engine, measured ~10x JSONEachRow; README, Architecture). Server: the files streamed as the body of
  * INSERT … FORMAT RowBinary.
  *
  * Each batch carries a deduplication token computed from its files and is recorded in a spool manifest
