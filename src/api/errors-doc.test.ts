@@ -27,7 +27,7 @@ describe('README Errors section', () => {
       if (!/^\d{3}/.test(cells[1] ?? '')) continue;
       const statuses = cells[1]!.split(',').map((x) => x.trim());
       const names = [...cells[2]!.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]!);
-      names.forEach((n, i) => rows.set(n, statuses[Math.min(i, statuses.length - 1)]!));
+      for (const [i, n] of names.entries()) rows.set(n, statuses[Math.min(i, statuses.length - 1)]!);
       for (const m of cells[3]!.matchAll(/`([a-z_]+)` for other (\d{3})s/g)) rows.set(m[1]!, m[2]!);
     }
     for (const [code, status] of codes) expect([code, rows.get(code)]).toEqual([code, String(status)]);
