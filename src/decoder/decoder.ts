@@ -645,8 +645,10 @@ export class Decoder {
       const id = view.getUint16(p);
       const length = view.getUint16(p + 2);
       if (length < 4) {
-        // A zero set header is padding (Palo Alto, Cisco ACI fill the datagram with zeros): stop here.
+        // A zero set header is padding (Palo Alto, Cisco ACI fill the datagram with zeros): stop here,
+        // and count what follows when it is not zeros.
         if (id !== 0 || length !== 0) this.fail(stream, 'set_too_short');
+        else if (!zeros(view, p + 4, end)) this.counters.trailing_bytes++;
         return;
       }
       let setEnd = p + length;
@@ -721,11 +723,13 @@ export class Decoder {
     let p = body;
     let n = 0;
     let stored = 0;
+    let overran = false;
     try {
       while (end - p >= min) {
         const next = decode(view, p, fields);
         if (next > end) {
           this.fail(stream, 'record_overrun');
+          overran = true;
           break;
         }
         p = next;
@@ -736,6 +740,9 @@ export class Decoder {
           stored++;
         }
       }
+      // Padding is shorter than a record (RFC 7011 §3.3.1, RFC 3954 §5.3) but never fills a set with
+      // no record in it: a set shorter than one record of its template.
+      if (n === 0 && !overran && end - p >= 4) this.fail(stream, 'record_overrun');
     } finally {
       this.counters.records += stored;
       stream.stats.records += stored;
@@ -801,6 +808,8 @@ export class Decoder {
       p = q;
       n++;
     }
+    // Padding is shorter than a record (RFC 7011 §3.3.1) but never fills a set with no record in it.
+    if (n === 0 && end - p >= 4) this.fail(stream, 'record_overrun');
     this.counters.option_records += n;
     stream.stats.optionRecords += n;
     return n;
@@ -843,8 +852,12 @@ export class Decoder {
       const count = view.getUint16(p + 2);
       p += 4;
       if (count === 0) {
-        // IPFIX withdrawal (RFC 7011 §8.1); in v9 a zero header is padding.
-        if (!ipfix) return;
+        // IPFIX withdrawal (RFC 7011 §8.1); in v9 zeros to the end of the set are padding, and a
+        // template with no fields anything else.
+        if (!ipfix) {
+          if (id !== 0 || !zeros(view, p, end)) this.fail(stream, 'template_malformed');
+          return;
+        }
         this.withdraw(stream, id, 'data');
         continue;
       }
@@ -895,7 +908,11 @@ export class Decoder {
         // v9 gives scope and option lengths in bytes (RFC 3954 §6.1).
         const scopeBytes = view.getUint16(p + 2);
         const optionBytes = view.getUint16(p + 4);
-        if (id === 0 && scopeBytes === 0 && optionBytes === 0) return; // padding
+        if (id === 0 && scopeBytes === 0 && optionBytes === 0) {
+          // Zeros to the end of the set are padding; a record of zeros followed by more is not.
+          if (!zeros(view, p + 6, end)) this.fail(stream, 'options_template_malformed');
+          return;
+        }
         p += 6;
         if (scopeBytes % 4 !== 0 || optionBytes % 4 !== 0) {
           this.fail(stream, 'options_template_malformed');
@@ -1017,6 +1034,10 @@ export class Decoder {
   private withdraw(stream: Stream, id: number, kind: TemplateKind): void {
     // ID 2 in a template set (3 in an options template set) withdraws all templates of that kind.
     const all = (kind === 'data' && id === 2) || (kind === 'options' && id === 3);
+    if (!all && id < 256) {
+      this.fail(stream, 'template_id_reserved');
+      return;
+    }
     for (const [tid, t] of stream.templates) {
       if (t.layout.kind === kind && (all || tid === id)) {
         stream.templates.delete(tid);
@@ -1215,6 +1236,12 @@ export class Decoder {
     this.counters[reason]++;
     if (stream) stream.stats.decodeErrors++;
   }
+}
+
+/** Whether the bytes from `from` to `end` are all zero. */
+function zeros(view: DataView, from: number, end: number): boolean {
+  for (let i = from; i < end; i++) if (view.getUint8(i) !== 0) return false;
+  return true;
 }
 
 /**
