@@ -101,6 +101,7 @@ export class Ingest {
           maxExporters: c.decoder.maxExporters,
           maxTemplatesPerStream: c.decoder.maxTemplatesPerStream,
           maxTemplates: c.decoder.maxTemplates,
+          maxRecordsPerPacket: c.decoder.maxRecordsPerPacket,
           allowedExporters: [...c.collector.allowedExporters],
           defaultSamplingRate: c.decoder.sampling.defaultRate,
           samplingOverrides: c.decoder.sampling.exporters.map((e) => ({ ...e })),

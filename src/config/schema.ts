@@ -66,6 +66,8 @@ const decoder = z
     maxExporters: positiveInt(1, 1_000_000).default(10_000),
     maxTemplatesPerStream: positiveInt(1, 65_536).default(1_024),
     maxTemplates: positiveInt(1, 10_000_000).default(100_000),
+    /** Most data records taken from one v9/IPFIX datagram; the rest is dropped and counted. */
+    maxRecordsPerPacket: positiveInt(30, 65_535).default(4_096),
     sampling,
   })
   .prefault({});

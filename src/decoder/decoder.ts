@@ -46,6 +46,8 @@ export interface DecoderOptions {
   readonly maxStreams: number;
   readonly maxTemplatesPerStream: number;
   readonly maxTemplates: number;
+  /** Most data records decoded from one v9 or IPFIX datagram; the rest is counted and dropped. */
+  readonly maxRecordsPerPacket: number;
   /** Distinct template layouts kept for reuse (each with its compiled decoder). */
   readonly layoutCacheSize: number;
   readonly allowedExporters: CidrMatcher | null;
@@ -63,6 +65,7 @@ export const DEFAULT_DECODER_OPTIONS: DecoderOptions = {
   maxStreams: 20_000,
   maxTemplatesPerStream: 1024,
   maxTemplates: 100_000,
+  maxRecordsPerPacket: 4096,
   layoutCacheSize: 1024,
   allowedExporters: null,
   defaultSamplingRate: 1,
@@ -85,6 +88,7 @@ export const DECODE_ERRORS = [
   'template_empty_record',
   'options_template_malformed',
   'record_overrun',
+  'packet_record_limit',
   'packet_exception',
 ] as const;
 export type DecodeError = (typeof DECODE_ERRORS)[number];
@@ -232,6 +236,10 @@ export class Decoder {
   private readonly layouts = new Map<string, Layout>();
   private compileSerial = 0;
   private readonly v5Template: Template;
+  /** Stands in for every source outside the allowlist (see exporter()). */
+  private readonly denied = new Exporter('::', new Uint8Array(16), false, 0, false);
+  /** Set once the packet under way reached maxRecordsPerPacket. */
+  private recordLimitHit = false;
   private dataRecordsInPacket = 0;
   private optionRecordsInPacket = 0;
   private countUnknown = false;
@@ -253,7 +261,11 @@ export class Decoder {
     this.prepare(v5, 0);
   }
 
-  /** The exporter for a source address (IPv4 or IPv6 literal), created on first use. */
+  /**
+   * The exporter for a source address (IPv4 or IPv6 literal), created on first use. A source outside
+   * collector.allowedExporters gets one shared stand-in that is never stored, so spoofed sources
+   * cannot fill the exporter table and push real exporters (and their templates) out of it.
+   */
   exporter(address: string): Exporter {
     const known = this.exporters.get(address);
     if (known) return known;
@@ -261,8 +273,9 @@ export class Decoder {
     const canonical = addressBytesToString(bytes);
     const again = canonical === address ? undefined : this.exporters.get(canonical);
     if (again) return again;
-    if (this.exporters.size >= this.options.maxExporters) this.evictExporter();
     const allowed = this.options.allowedExporters === null || this.options.allowedExporters.matches(bytes);
+    if (!allowed) return this.denied;
+    if (this.exporters.size >= this.options.maxExporters) this.evictExporter();
     const override = this.options.samplingOverrides.find((o) => o.matcher.matches(bytes));
     const exporter = new Exporter(canonical, bytes, allowed, override?.rate ?? 0, override?.force ?? false);
     this.exporters.set(canonical, exporter);
@@ -638,6 +651,7 @@ export class Decoder {
     this.dataRecordsInPacket = 0;
     this.optionRecordsInPacket = 0;
     this.countUnknown = false;
+    this.recordLimitHit = false;
     const templateSet = ipfix ? 2 : 0;
     const optionsSet = ipfix ? 3 : 1;
     let p = start;
@@ -724,8 +738,17 @@ export class Decoder {
     let n = 0;
     let stored = 0;
     let overran = false;
+    const room = this.options.maxRecordsPerPacket - this.dataRecordsInPacket;
     try {
       while (end - p >= min) {
+        if (n >= room) {
+          // Far more records than any exporter puts in a datagram (a 1-byte template in 64 KiB):
+          // the rest of the packet is dropped, counted once.
+          if (!this.recordLimitHit) this.fail(stream, 'packet_record_limit');
+          this.recordLimitHit = true;
+          overran = true;
+          break;
+        }
         const next = decode(view, p, fields);
         if (next > end) {
           this.fail(stream, 'record_overrun');

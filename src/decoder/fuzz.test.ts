@@ -284,7 +284,7 @@ describe('decoder fuzzing', () => {
       expect(out.cases).toBeGreaterThan(1_000);
       expect(
         out.unaccounted.map((p) => Buffer.from(p).toString('hex')),
-        'packets that yielded nothing and were not counted as malformed',
+        `packets that yielded nothing and were not counted as malformed (FUZZ_SEED=${SEED} FUZZ_DEBUG=1)`,
       ).toEqual([]);
       // Wall time on a shared machine: generous, to catch runaway loops, not preemption.
       expect(out.slowestMs).toBeLessThan(1000);
@@ -369,7 +369,10 @@ describe('decoder fuzzing', () => {
         `${sumErrors(decoder.counters)} counted malformed, slowest ${out.slowestMs.toFixed(1)} ms`,
     );
     expect(out.cases).toBeGreaterThan(1000);
-    expect(out.unaccounted.map((p) => Buffer.from(p).toString('hex'))).toEqual([]);
+    expect(
+      out.unaccounted.map((p) => Buffer.from(p).toString('hex')),
+      `uncounted packets (repeat with FUZZ_SEED=${SEED} FUZZ_DEBUG=1)`,
+    ).toEqual([]);
     // Wall time on a shared machine: generous, to catch runaway loops, not preemption.
     expect(out.slowestMs).toBeLessThan(1000);
   }, 60_000);
