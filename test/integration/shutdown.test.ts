@@ -36,7 +36,10 @@ describe('SIGTERM', () => {
     expect(code, service.output()).toBe(0);
     expect(stoppedMs).toBeLessThan(SHUTDOWN_BOUND_MS);
 
-    const store = await openStore({ url: '', user: 'default', password: '', database: 'flowsentry' }, dataDir);
+    const store = await openStore(
+      { url: '', user: 'default', password: '', database: 'flowsentry' },
+      dataDir,
+    );
     try {
       const [row] = await queryRows<{ n: number }>(
         store,
