@@ -919,7 +919,11 @@ export class Decoder {
           p += 4;
           continue;
         }
-        if (end - p < 6) break;
+        if (end - p < 6) {
+          // A template header with fields (not a withdrawal) cut short: not padding.
+          this.fail(stream, 'options_template_malformed');
+          return;
+        }
         scopeCount = view.getUint16(p + 4);
         p += 6;
         if (scopeCount === 0 || scopeCount > count) {

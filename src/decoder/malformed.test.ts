@@ -291,6 +291,10 @@ describe('malformed input is counted and dropped; nothing else is lost', () => {
     before = errors();
     decoder.decode(exporter, build(new ExportPacketBuilder(10, 1).withdraw([7])), T0);
     expect(decoder.counters.template_id_reserved - before.template_id_reserved).toBe(1);
+    // An IPFIX options template header cut after its field count (FUZZ_SEED=1298351475).
+    before = errors();
+    decoder.decode(exporter, build(new ExportPacketBuilder(10, 1).raw([0, 3, 0, 8, 9, 222, 5, 177])), T0);
+    expect(decoder.counters.options_template_malformed - before.options_template_malformed).toBe(1);
     // A withdrawal of an ID never seen is not an error.
     before = errors();
     decoder.decode(exporter, build(new ExportPacketBuilder(10, 1).withdraw([999])), T0);
