@@ -21,7 +21,7 @@ import {
  *
  * Generates a day of synthetic flows into a fresh embedded store (bench/lib/query-data.ts), in time
  * order and in 5 M-row INSERTs as a collector would add them (so the rollup views run too), then times
- * the API summary, detector-shaped queries (reference.md §4.2) and rollup reads: one warm-up run, then
+ * the API summary, detector-shaped queries (the shapes of src/detect/detectors/) and rollup reads: one warm-up run, then
  * best and median of three. Reports numbers; nothing here fails on a slow query.
  *
  * chDB allows one on-disk data directory per process, so main() runs the work in a child process of
@@ -75,7 +75,7 @@ function queries(daySecs: number): BenchQuery[] {
   const summary = `SELECT count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets
 FROM flows
 WHERE flow_end >= fromUnixTimestamp64Milli({from:Int64}) AND flow_end < fromUnixTimestamp64Milli({to:Int64})`;
-  // Failed TCP attempts (reference.md §4): SYN without ACK, or SYN+RST in at most 3 packets; biflow
+  // Failed TCP attempts (as the brute-force and sweep detectors count them): SYN without ACK, or SYN+RST in at most 3 packets; biflow
   // records must also have no reverse packets (always 0 in uniflow records, so harmless there).
   const failed = `proto = 6
   AND (bitAnd(tcp_flags, 0x12) = 0x02 OR (bitAnd(tcp_flags, 0x06) = 0x06 AND packets <= 3))

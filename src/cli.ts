@@ -10,7 +10,7 @@ import { ENVIRONMENT, loadConfig } from './config/index.js';
 import { collectFlow, Decoder, type FlowRow } from './decoder/index.js';
 import { createDetection, loadStoredSettings } from './detect/index.js';
 import { clusterOptions, prepareStore, startService, VERSION } from './main.js';
-import { readUdpDatagrams, type UdpDatagram } from './pcap/pcap.js';
+import { readUdpDatagrams, streamUdpDatagrams, type UdpDatagram } from './pcap/pcap.js';
 import { DatagramImporter } from './storage/importer.js';
 import { loadMigrations, migrationStatements } from './storage/migrate.js';
 
@@ -158,7 +158,7 @@ async function importCommand(args: string[]): Promise<number> {
   });
   const file = oneFile(positionals, 'import');
   const { config, log } = setup();
-  const datagrams = readUdpDatagrams(file).filter(portFilter(values.port));
+  const wanted = portFilter(values.port);
   const store = await prepareStore(config, log);
   const importer = new DatagramImporter(
     store,
@@ -175,11 +175,28 @@ async function importCommand(args: string[]): Promise<number> {
   // Rows are expired by time_received: a capture older than the retention would vanish at the next merge.
   const expiresBefore = now - config.storage.retention.flowsDays * 86_400_000;
   let expiring = 0;
-  for (const d of datagrams) {
+  let datagrams = 0;
+  // The capture is read a chunk at a time and decoding waits for the store when the spool is near
+  // its limit, so memory does not grow with the capture. On a terminal, a progress line on stderr.
+  const progress = process.stderr.isTTY ? new ProgressLine('import') : null;
+  const stream = streamUdpDatagrams(
+    file,
+    progress
+      ? {
+          onProgress: (read, total) =>
+            progress.update(`${importProgress(read, total)}, ${datagrams} datagrams`),
+        }
+      : {},
+  );
+  for await (const d of stream) {
+    if (!wanted(d)) continue;
+    datagrams++;
+    if (importer.full) await importer.room();
     const received = values['received-now'] ? now : d.timeMs;
     const records = importer.add(d.srcAddress, d.payload, received);
     if (received < expiresBefore) expiring += records;
   }
+  progress?.done();
   if (expiring > 0) {
     process.stderr.write(
       `flowsentry: warning: ${expiring} records were captured more than ${config.storage.retention.flowsDays} days ago and ` +
@@ -192,7 +209,7 @@ async function importCommand(args: string[]): Promise<number> {
   process.stdout.write(
     `${JSON.stringify({
       file,
-      datagrams: datagrams.length,
+      datagrams,
       records: result.records,
       stored: result.stored,
       decode_errors: result.decodeErrors,
@@ -202,6 +219,28 @@ async function importCommand(args: string[]): Promise<number> {
     })}\n`,
   );
   return result.stored === result.records ? 0 : 1;
+}
+
+/** "12.0 MiB of 256.0 MiB (4 %)" */
+function importProgress(read: number, total: number): string {
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  const percent = total > 0 ? Math.floor((read / total) * 100) : 100;
+  return `${mib(read)} of ${mib(total)} (${percent} %)`;
+}
+
+/** One line on stderr rewritten in place, at most every 200 ms; only used when stderr is a terminal. */
+class ProgressLine {
+  private last = 0;
+  constructor(private readonly label: string) {}
+  update(text: string): void {
+    const now = performance.now();
+    if (now - this.last < 200) return;
+    this.last = now;
+    process.stderr.write(`\r\x1b[K${this.label}: ${text}`);
+  }
+  done(): void {
+    if (this.last > 0) process.stderr.write('\n');
+  }
 }
 
 function isoArgument(value: string | undefined, name: string): number {
@@ -332,7 +371,7 @@ async function decodeCommand(args: string[]): Promise<number> {
     allowPositionals: true,
     options: { port: { type: 'string', multiple: true } },
   });
-  const datagrams = readUdpDatagrams(oneFile(positionals, 'decode')).filter(portFilter(values.port));
+  const wanted = portFilter(values.port);
   const lines: string[] = [];
   const decoder = new Decoder({
     push(row: FlowRow, fields, template) {
@@ -348,7 +387,9 @@ async function decodeCommand(args: string[]): Promise<number> {
       if (lines.length >= 1000) process.stdout.write(`${lines.splice(0).join('\n')}\n`);
     },
   });
-  for (const d of datagrams) decoder.decode(decoder.exporter(d.srcAddress), d.payload, d.timeMs);
+  for await (const d of streamUdpDatagrams(oneFile(positionals, 'decode'), { filter: wanted })) {
+    decoder.decode(decoder.exporter(d.srcAddress), d.payload, d.timeMs);
+  }
   if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
   const counters = Object.fromEntries(Object.entries(decoder.counters).filter(([, v]) => v !== 0));
   process.stderr.write(`${JSON.stringify({ counters, exporters: decoder.streams() })}\n`);
@@ -414,7 +455,12 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (isFlowsentryError(error)) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
+      // An unknown option or a missing value: a usage error like the others, not a crash.
+      process.stderr.write(`flowsentry: ${errorMessage(error)}; see flowsentry --help\n`);
+      process.exitCode = 2;
+    } else if (isFlowsentryError(error)) {
       process.stderr.write(`flowsentry: ${error.message}\n`);
       process.exitCode = error.code === 'CLI_USAGE' ? 2 : 1;
     } else {

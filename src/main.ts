@@ -90,7 +90,7 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
   const spool = new Spool(join(config.dataDir, 'spool'), config.storage.spool.maxBytes);
   // Files left by the previous run, listed before the collector writes new ones.
   const recovered = spool.recover();
-  const waiting: SpoolFile[] = [...recovered.files];
+  const waiting: SpoolFile[] = [];
   let writer: FlowWriter | null = null;
   const collector = new Collector(
     config,
@@ -137,10 +137,17 @@ export async function startService(config: Readonly<Config>, log: Logger): Promi
     maxBatchBytes: config.storage.batch.maxInsertRows * 160,
   });
   writer = activeWriter;
+  // Batches recorded before the previous run stopped go first, as they were (src/storage/spool.ts).
+  activeWriter.enqueueRecovered(recovered);
   for (const file of waiting) activeWriter.enqueue(file);
-  if (recovered.files.length > 0 || recovered.discarded > 0) {
+  if (recovered.files.length > 0 || recovered.batches.length > 0 || recovered.discarded > 0) {
     storageLog.info(
-      { files: recovered.files.length, incomplete: recovered.discarded },
+      {
+        files: recovered.files.length,
+        batches: recovered.batches.length,
+        completed: recovered.completed,
+        incomplete: recovered.discarded,
+      },
       'inserting spool files left by the previous run',
     );
   }

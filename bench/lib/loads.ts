@@ -35,7 +35,7 @@ export const V9_E2E_FIELDS = [
   F(13, 1),
 ];
 
-/** The decode benchmark's v9 template (reference.md §2): 18 fields, 61 bytes, two 8-byte counters. */
+/** The decode benchmark's v9 template (bench/RESULTS.md): 18 fields, 61 bytes, two 8-byte counters. */
 export const V9_DECODE_FIELDS = [
   F(1, 8),
   F(2, 8),

@@ -24,7 +24,7 @@ export const CODE_STATUS: Readonly<Record<ErrorCode, readonly [number, string]>>
 };
 
 /** API codes of the 4xx statuses fastify and its plugins raise themselves. */
-const STATUS_CODES: Readonly<Record<number, string>> = {
+export const STATUS_CODES: Readonly<Record<number, string>> = {
   400: 'bad_request',
   401: 'unauthorized',
   403: 'forbidden',
@@ -41,7 +41,7 @@ const STATUS_CODES: Readonly<Record<number, string>> = {
 };
 
 /** ClickHouse exception names (and codes) that are the request's fault or the store's state, not a bug. */
-const CLICKHOUSE_ERRORS: ReadonlyArray<{
+export const CLICKHOUSE_ERRORS: ReadonlyArray<{
   readonly types: readonly string[];
   readonly codes: readonly string[];
   readonly status: number;

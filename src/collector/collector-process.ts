@@ -6,7 +6,7 @@ import { Ingest } from './ingest.js';
 
 /**
  * Entry point of the collector process, forked by the service (collector.ts). It owns the UDP
- * sockets, the receive and decoder threads and their rings, and writes spool files; the service
+ * sockets, the receive thread, the decoder thread and its ring, and writes spool files; the service
  * process owns the store, the writer and the API. Messages (IPC):
  *   in:  start {config, backlogKiB} | released {kib} | snapshot {id, templates} | stop
  *   out: listening {listeners} | error {message} | spooled {file} | snapshot {id, snapshot} | stopped

@@ -39,6 +39,7 @@ export interface DecoderWorkerData {
     maxExporters: number;
     maxTemplatesPerStream: number;
     maxTemplates: number;
+    maxRecordsPerPacket: number;
     allowedExporters: string[];
     defaultSamplingRate: number;
     samplingOverrides: Array<{ prefix: string; rate: number; force: boolean }>;
@@ -80,6 +81,7 @@ const options: Partial<DecoderOptions> = {
   maxStreams: data.decoder.maxExporters * 4,
   maxTemplatesPerStream: data.decoder.maxTemplatesPerStream,
   maxTemplates: data.decoder.maxTemplates,
+  maxRecordsPerPacket: data.decoder.maxRecordsPerPacket,
   allowedExporters:
     data.decoder.allowedExporters.length > 0 ? createCidrMatcher(data.decoder.allowedExporters) : null,
   defaultSamplingRate: data.decoder.defaultSamplingRate,

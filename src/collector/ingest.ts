@@ -43,10 +43,14 @@ export interface CollectorSnapshot {
   spool: { files: number; records: number; droppedRecords: number; pendingRows: number };
 }
 
+/** Decoder threads the collector starts. */
+const DECODER_THREADS = 1;
+
 /**
- * The ingest threads of the collector process: one receive thread owning every UDP socket, and
- * `workers` decoder threads, each fed by its own packet ring (exporters are spread over them by
- * address). Decoders write spool files and report them; `onSpooled` passes them on to the service.
+ * The ingest threads of the collector process: one receive thread owning every UDP socket, and one
+ * decoder thread fed by a packet ring. The decoder writes spool files and reports them; `onSpooled`
+ * passes them on to the service. (The ring list and the receive thread's choice of ring by source
+ * address are written for several decoder threads, but the collector starts one: DECODER_THREADS.)
  *
  * Threads rather than processes inside the collector: the rings are shared memory (no copy, no
  * serialisation per packet), and Node 20 has no SO_REUSEPORT to spread one port over processes.
@@ -66,11 +70,10 @@ export class Ingest {
 
   constructor(
     private readonly config: Readonly<Config>,
-    /** The spool directory and its size counter in KiB, shared with the decoder threads. */
+    /** The spool directory and its size counter in KiB, shared with the decoder thread. */
     private readonly spool: { readonly dir: string; readonly sizeKiB: Int32Array },
     private readonly log: Logger,
     private readonly onSpooled: (file: SpoolFile) => void,
-    private readonly workers = 1,
   ) {
     this.receiverStats = createReceiverStats(config.collector.listen.length);
   }
@@ -81,8 +84,8 @@ export class Ingest {
 
   async start(): Promise<void> {
     const c = this.config;
-    for (let index = 0; index < this.workers; index++) {
-      const ring = createRingBuffer(Math.floor(c.collector.queueBytes / this.workers));
+    for (let index = 0; index < DECODER_THREADS; index++) {
+      const ring = createRingBuffer(Math.floor(c.collector.queueBytes / DECODER_THREADS));
       this.rings.push(ring);
       const workerData: DecoderWorkerData = {
         index,
@@ -102,6 +105,7 @@ export class Ingest {
           maxExporters: c.decoder.maxExporters,
           maxTemplatesPerStream: c.decoder.maxTemplatesPerStream,
           maxTemplates: c.decoder.maxTemplates,
+          maxRecordsPerPacket: c.decoder.maxRecordsPerPacket,
           allowedExporters: [...c.collector.allowedExporters],
           defaultSamplingRate: c.decoder.sampling.defaultRate,
           samplingOverrides: c.decoder.sampling.exporters.map((e) => ({ ...e })),

@@ -9,7 +9,8 @@ export interface SocketQueueStats {
 
 /**
  * Reads the kernel's per-socket counters for UDP sockets bound to `port` from /proc/net/udp and
- * /proc/net/udp6 (Node cannot read SO_RXQ_OVFL; reference.md §2). Returns zeros where /proc is absent.
+ * /proc/net/udp6 (the `drops` column, proc(5); Node's dgram cannot read SO_RXQ_OVFL, socket(7)). Returns
+ * zeros where /proc is absent.
  */
 export function readKernelUdpStats(port: number): SocketQueueStats {
   const out: SocketQueueStats = { drops: 0, rxQueueBytes: 0 };

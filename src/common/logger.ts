@@ -7,7 +7,7 @@ export function createLogger(level: string = process.env.FLOWSENTRY_LOG_LEVEL ??
   return pino({ level, base: { service: 'flowsentry' }, timestamp: pino.stdTimeFunctions.isoTime });
 }
 
-/** A logger that writes nothing (tests, one-shot commands with --quiet). */
+/** A logger that writes nothing (tests). */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }

@@ -5,9 +5,9 @@ import { errorMessage } from './errors.js';
 /**
  * Linux scheduling priority per thread. Nice values are per thread on Linux (setpriority with a
  * thread ID affects that thread only) and new threads inherit their creator's value. flowsentry
- * lowers the decoder threads and the storage process, and can raise the receive thread
+ * lowers the decoder thread and the storage process, and can raise the receive thread
  * (collector.receiveNice), so that under CPU contention the socket is read first and the rest catches up from the
- * queues (reference.md §2: keep the receive loop to receiving). Lowering needs no privileges;
+ * queues (README, Architecture: the receive thread only receives). Lowering needs no privileges;
  * raising needs root, CAP_SYS_NICE or a matching RLIMIT_NICE.
  */
 

@@ -26,7 +26,7 @@ const collector = z
     /** When non-empty, packets from other sources are counted and dropped. */
     allowedExporters: z.array(cidr).default([]),
     /**
-     * Nice value of the decoder threads (Linux): the receive thread keeps priority under CPU
+     * Nice value of the decoder thread (Linux): the receive thread keeps priority under CPU
      * contention and the decoders catch up from the queue. 0 = same priority.
      */
     decoderNice: z.number().int().min(0).max(19).default(10),
@@ -67,6 +67,8 @@ const decoder = z
     maxExporters: positiveInt(1, 1_000_000).default(10_000),
     maxTemplatesPerStream: positiveInt(1, 65_536).default(1_024),
     maxTemplates: positiveInt(1, 10_000_000).default(100_000),
+    /** Most data records taken from one v9/IPFIX datagram; the rest is dropped and counted. */
+    maxRecordsPerPacket: positiveInt(30, 65_535).default(4_096),
     sampling,
   })
   .prefault({});

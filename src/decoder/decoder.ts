@@ -46,6 +46,8 @@ export interface DecoderOptions {
   readonly maxStreams: number;
   readonly maxTemplatesPerStream: number;
   readonly maxTemplates: number;
+  /** Most data records decoded from one v9 or IPFIX datagram; the rest is counted and dropped. */
+  readonly maxRecordsPerPacket: number;
   /** Distinct template layouts kept for reuse (each with its compiled decoder). */
   readonly layoutCacheSize: number;
   readonly allowedExporters: CidrMatcher | null;
@@ -63,6 +65,7 @@ export const DEFAULT_DECODER_OPTIONS: DecoderOptions = {
   maxStreams: 20_000,
   maxTemplatesPerStream: 1024,
   maxTemplates: 100_000,
+  maxRecordsPerPacket: 4096,
   layoutCacheSize: 1024,
   allowedExporters: null,
   defaultSamplingRate: 1,
@@ -85,6 +88,7 @@ export const DECODE_ERRORS = [
   'template_empty_record',
   'options_template_malformed',
   'record_overrun',
+  'packet_record_limit',
   'packet_exception',
 ] as const;
 export type DecodeError = (typeof DECODE_ERRORS)[number];
@@ -232,6 +236,10 @@ export class Decoder {
   private readonly layouts = new Map<string, Layout>();
   private compileSerial = 0;
   private readonly v5Template: Template;
+  /** Stands in for every source outside the allowlist (see exporter()). */
+  private readonly denied = new Exporter('::', new Uint8Array(16), false, 0, false);
+  /** Set once the packet under way reached maxRecordsPerPacket. */
+  private recordLimitHit = false;
   private dataRecordsInPacket = 0;
   private optionRecordsInPacket = 0;
   private countUnknown = false;
@@ -253,7 +261,11 @@ export class Decoder {
     this.prepare(v5, 0);
   }
 
-  /** The exporter for a source address (IPv4 or IPv6 literal), created on first use. */
+  /**
+   * The exporter for a source address (IPv4 or IPv6 literal), created on first use. A source outside
+   * collector.allowedExporters gets one shared stand-in that is never stored, so spoofed sources
+   * cannot fill the exporter table and push real exporters (and their templates) out of it.
+   */
   exporter(address: string): Exporter {
     const known = this.exporters.get(address);
     if (known) return known;
@@ -261,8 +273,9 @@ export class Decoder {
     const canonical = addressBytesToString(bytes);
     const again = canonical === address ? undefined : this.exporters.get(canonical);
     if (again) return again;
-    if (this.exporters.size >= this.options.maxExporters) this.evictExporter();
     const allowed = this.options.allowedExporters === null || this.options.allowedExporters.matches(bytes);
+    if (!allowed) return this.denied;
+    if (this.exporters.size >= this.options.maxExporters) this.evictExporter();
     const override = this.options.samplingOverrides.find((o) => o.matcher.matches(bytes));
     const exporter = new Exporter(canonical, bytes, allowed, override?.rate ?? 0, override?.force ?? false);
     this.exporters.set(canonical, exporter);
@@ -423,7 +436,10 @@ export class Decoder {
     };
   }
 
-  /** Templates, sampler tables and system init times, to survive a restart (reference.md §1.2). */
+  /**
+   * Templates, sampler tables and system init times, to survive a restart: exporters resend templates
+   * only by timer or packet count (RFC 7011 §8, RFC 3954 §5), often minutes apart.
+   */
   exportState(nowMs: number): PersistedState {
     const layouts: PersistedState['layouts'] = [];
     const index = new Map<Layout, number>();
@@ -499,7 +515,8 @@ export class Decoder {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // NetFlow v5: 24-byte header, count records of 48 bytes (reference.md §1.1).
+  // NetFlow v5: 24-byte header, count records of 48 bytes (Cisco, "NetFlow Export Datagram Format",
+  // NetFlow Services Solutions Guide).
 
   private decodeV5(
     exporter: Exporter,
@@ -550,7 +567,9 @@ export class Decoder {
 
   // ---------------------------------------------------------------------------------------------
   // NetFlow v9: 20-byte header, then flowsets to the end of the datagram. The header count is not
-  // trusted (FortiGate, Streamcore, nProbe and Cisco WLC count flowsets or less; reference.md §1.4).
+  // trusted: RFC 3954 §5.1 says it counts all records, but FortiGate, Streamcore, nProbe and Cisco WLC
+  // count flowsets or less (the FortiGate capture in test/fixtures/vendor: count 3 in a packet of 14
+  // templates).
 
   private decodeV9(
     exporter: Exporter,
@@ -632,6 +651,7 @@ export class Decoder {
     this.dataRecordsInPacket = 0;
     this.optionRecordsInPacket = 0;
     this.countUnknown = false;
+    this.recordLimitHit = false;
     const templateSet = ipfix ? 2 : 0;
     const optionsSet = ipfix ? 3 : 1;
     let p = start;
@@ -639,8 +659,10 @@ export class Decoder {
       const id = view.getUint16(p);
       const length = view.getUint16(p + 2);
       if (length < 4) {
-        // A zero set header is padding (Palo Alto, Cisco ACI fill the datagram with zeros): stop here.
+        // A zero set header is padding (Palo Alto, Cisco ACI fill the datagram with zeros): stop here,
+        // and count what follows when it is not zeros.
         if (id !== 0 || length !== 0) this.fail(stream, 'set_too_short');
+        else if (!zeros(view, p + 4, end)) this.counters.trailing_bytes++;
         return;
       }
       let setEnd = p + length;
@@ -715,11 +737,22 @@ export class Decoder {
     let p = body;
     let n = 0;
     let stored = 0;
+    let overran = false;
+    const room = this.options.maxRecordsPerPacket - this.dataRecordsInPacket;
     try {
       while (end - p >= min) {
+        if (n >= room) {
+          // Far more records than any exporter puts in a datagram (a 1-byte template in 64 KiB):
+          // the rest of the packet is dropped, counted once.
+          if (!this.recordLimitHit) this.fail(stream, 'packet_record_limit');
+          this.recordLimitHit = true;
+          overran = true;
+          break;
+        }
         const next = decode(view, p, fields);
         if (next > end) {
           this.fail(stream, 'record_overrun');
+          overran = true;
           break;
         }
         p = next;
@@ -730,6 +763,9 @@ export class Decoder {
           stored++;
         }
       }
+      // Padding is shorter than a record (RFC 7011 §3.3.1, RFC 3954 §5.3) but never fills a set with
+      // no record in it: a set shorter than one record of its template.
+      if (n === 0 && !overran && end - p >= 4) this.fail(stream, 'record_overrun');
     } finally {
       this.counters.records += stored;
       stream.stats.records += stored;
@@ -795,6 +831,8 @@ export class Decoder {
       p = q;
       n++;
     }
+    // Padding is shorter than a record (RFC 7011 §3.3.1) but never fills a set with no record in it.
+    if (n === 0 && end - p >= 4) this.fail(stream, 'record_overrun');
     this.counters.option_records += n;
     stream.stats.optionRecords += n;
     return n;
@@ -837,8 +875,12 @@ export class Decoder {
       const count = view.getUint16(p + 2);
       p += 4;
       if (count === 0) {
-        // IPFIX withdrawal (RFC 7011 §8.1); in v9 a zero header is padding.
-        if (!ipfix) return;
+        // IPFIX withdrawal (RFC 7011 §8.1); in v9 zeros to the end of the set are padding, and a
+        // template with no fields anything else.
+        if (!ipfix) {
+          if (id !== 0 || !zeros(view, p, end)) this.fail(stream, 'template_malformed');
+          return;
+        }
         this.withdraw(stream, id, 'data');
         continue;
       }
@@ -877,7 +919,11 @@ export class Decoder {
           p += 4;
           continue;
         }
-        if (end - p < 6) break;
+        if (end - p < 6) {
+          // A template header with fields (not a withdrawal) cut short: not padding.
+          this.fail(stream, 'options_template_malformed');
+          return;
+        }
         scopeCount = view.getUint16(p + 4);
         p += 6;
         if (scopeCount === 0 || scopeCount > count) {
@@ -889,7 +935,11 @@ export class Decoder {
         // v9 gives scope and option lengths in bytes (RFC 3954 §6.1).
         const scopeBytes = view.getUint16(p + 2);
         const optionBytes = view.getUint16(p + 4);
-        if (id === 0 && scopeBytes === 0 && optionBytes === 0) return; // padding
+        if (id === 0 && scopeBytes === 0 && optionBytes === 0) {
+          // Zeros to the end of the set are padding; a record of zeros followed by more is not.
+          if (!zeros(view, p + 6, end)) this.fail(stream, 'options_template_malformed');
+          return;
+        }
         p += 6;
         if (scopeBytes % 4 !== 0 || optionBytes % 4 !== 0) {
           this.fail(stream, 'options_template_malformed');
@@ -1011,6 +1061,10 @@ export class Decoder {
   private withdraw(stream: Stream, id: number, kind: TemplateKind): void {
     // ID 2 in a template set (3 in an options template set) withdraws all templates of that kind.
     const all = (kind === 'data' && id === 2) || (kind === 'options' && id === 3);
+    if (!all && id < 256) {
+      this.fail(stream, 'template_id_reserved');
+      return;
+    }
     for (const [tid, t] of stream.templates) {
       if (t.layout.kind === kind && (all || tid === id)) {
         stream.templates.delete(tid);
@@ -1209,6 +1263,12 @@ export class Decoder {
     this.counters[reason]++;
     if (stream) stream.stats.decodeErrors++;
   }
+}
+
+/** Whether the bytes from `from` to `end` are all zero. */
+function zeros(view: DataView, from: number, end: number): boolean {
+  for (let i = from; i < end; i++) if (view.getUint8(i) !== 0) return false;
+  return true;
 }
 
 /**

@@ -252,4 +252,54 @@ describe('malformed input is counted and dropped; nothing else is lost', () => {
     expect([sink.flows[0]!.flow_start, sink.flows[0]!.flow_end]).toEqual([T0, T0]);
     expect(decoder.counters.time_out_of_range).toBe(2);
   });
+
+  test('found by the fuzzer: packets that yielded nothing and were not counted', () => {
+    const { sink, decoder, exporter } = setup();
+    const build = (b: ExportPacketBuilder) => b.build({ exportSecs: SECS, sequence: 0 });
+    const errors = () => ({ ...decoder.counters });
+    // A data set shorter than one record of its template (28 bytes): not padding, which is shorter
+    // than a record but never a whole set without one.
+    decoder.decode(exporter, goodPacket(10, 1, 400), T0);
+    let before = errors();
+    decoder.decode(
+      exporter,
+      build(new ExportPacketBuilder(10, 1).data(400, [goodRecord.subarray(0, 20)])),
+      T0,
+    );
+    expect(decoder.counters.record_overrun - before.record_overrun).toBe(1);
+    // A v9 template record with no fields that is not zero padding.
+    before = errors();
+    decoder.decode(
+      exporter,
+      build(new ExportPacketBuilder(9, 1).raw([0, 0, 0, 12, 1, 44, 0, 0, 0, 8, 0, 4])),
+      T0,
+    );
+    expect(decoder.counters.template_malformed - before.template_malformed).toBe(1);
+    // Zero padding in a template set, and a zero set header followed by zeros: nothing to count.
+    before = errors();
+    decoder.decode(
+      exporter,
+      build(new ExportPacketBuilder(9, 1).raw([0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+      T0,
+    );
+    expect(errors()).toEqual({ ...before, packets: before.packets + 1 });
+    // A zero set header followed by other bytes: the records before it kept, the tail counted.
+    before = errors();
+    decoder.decode(exporter, build(new ExportPacketBuilder(9, 1).raw([0, 0, 0, 0, 9, 9, 9, 9])), T0);
+    expect(decoder.counters.trailing_bytes - before.trailing_bytes).toBe(1);
+    // An IPFIX withdrawal of a reserved template ID (only 2 and 3 withdraw all, RFC 7011 §8.1).
+    before = errors();
+    decoder.decode(exporter, build(new ExportPacketBuilder(10, 1).withdraw([7])), T0);
+    expect(decoder.counters.template_id_reserved - before.template_id_reserved).toBe(1);
+    // An IPFIX options template header cut after its field count (FUZZ_SEED=1298351475).
+    before = errors();
+    decoder.decode(exporter, build(new ExportPacketBuilder(10, 1).raw([0, 3, 0, 8, 9, 222, 5, 177])), T0);
+    expect(decoder.counters.options_template_malformed - before.options_template_malformed).toBe(1);
+    // A withdrawal of an ID never seen is not an error.
+    before = errors();
+    decoder.decode(exporter, build(new ExportPacketBuilder(10, 1).withdraw([999])), T0);
+    expect(errors()).toEqual({ ...before, packets: before.packets + 1 });
+    expectStillWorks(decoder, sink, 9);
+    expectStillWorks(decoder, sink, 10);
+  });
 });

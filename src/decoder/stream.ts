@@ -32,7 +32,8 @@ export type ExportVersion = 5 | 9 | 10;
 /**
  * State of one export stream: an exporter address plus version plus source ID (v9) / observation
  * domain (IPFIX) / engine type and ID (v5). Templates and sampler tables live here, never keyed by the
- * exporter's source port (reference.md §1.2).
+ * exporter's source port: RFC 7011 §8 scopes templates to the Transport Session and Observation
+ * Domain, RFC 3954 §5.1 to the Source ID, and exporters change source port across restarts.
  */
 export class Stream {
   readonly templates = new Map<number, Template>();

@@ -100,6 +100,16 @@ export class BullmqScheduler implements Scheduler {
       ),
     );
     this.worker.on('error', (error) => this.log.warn({ err: error.message }, 'detector worker'));
+    // A Redis that comes back may have lost its data (no persistence, a failover to an empty
+    // replica) and with it the job schedulers: without them no detector job would run again. The
+    // upserts are idempotent, so they are redone on every reconnection; windows resume from the
+    // watermark in ClickHouse, none skipped.
+    redis.on('ready', () => {
+      this.log.info('redis reachable again: job schedulers upserted');
+      this.publishHorizon()
+        .then(() => this.upsertSchedulers())
+        .catch((error: unknown) => this.log.warn({ err: errorMessage(error) }, 'schedulers not restored'));
+    });
     this.log.info({ concurrency: this.options.concurrency }, 'detector scheduler started (bullmq)');
   }
 

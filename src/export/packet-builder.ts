@@ -2,7 +2,7 @@ import { parseAddress } from '../common/ip.js';
 
 /**
  * Builds NetFlow v5, v9 and IPFIX export packets: the synthetic exporter behind tests, the
- * benchmarks' loads and `flowsentry generate`. Values are given per field in template order.
+ * benchmarks' loads. Values are given per field in template order.
  */
 export interface ExportField {
   readonly id: number;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { FlowsentryError } from '../common/errors.js';
 
 /** One UDP datagram from a capture. */
@@ -27,9 +28,13 @@ const LINKTYPE_IPV4 = 228;
 const LINKTYPE_IPV6 = 229;
 const LINKTYPE_LINUX_SLL2 = 276;
 
+/** Largest pcap record or pcapng block accepted: a larger length field is a corrupt capture. */
+export const MAX_CAPTURE_RECORD = 16 << 20;
+
 /**
  * Reads the UDP datagrams of a pcap or pcapng file (Ethernet with VLAN tags, Linux cooked v1/v2, raw
- * IP, BSD loopback; IPv4 and IPv6), in capture order.
+ * IP, BSD loopback; IPv4 and IPv6), in capture order, all in memory: for small captures (tests, the
+ * `decode` of a fixture). Large captures go through streamUdpDatagrams.
  */
 export function readUdpDatagrams(path: string, stats?: CaptureStats): UdpDatagram[] {
   let file: Buffer;
@@ -42,126 +47,260 @@ export function readUdpDatagrams(path: string, stats?: CaptureStats): UdpDatagra
 }
 
 export function parseCapture(bytes: Uint8Array, name = 'capture', stats?: CaptureStats): UdpDatagram[] {
-  const s = stats ?? { frames: 0, udp: 0, skipped: 0 };
-  if (bytes.byteLength < 24) throw new FlowsentryError('PCAP_INVALID', `${name}: too short to be a capture`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const magic = view.getUint32(0, true);
   const out: UdpDatagram[] = [];
-  const push = (linktype: number, timeMs: number, frame: Uint8Array, originalLength: number) => {
-    s.frames++;
-    const d = frame.byteLength < originalLength ? null : udpFromFrame(linktype, frame, timeMs);
-    if (d) {
-      s.udp++;
-      out.push(d);
-    } else {
-      s.skipped++;
-    }
-  };
-  if (magic === 0x0a0d0d0a) {
-    readPcapng(bytes, view, name, push);
-    return out;
-  }
-  let little: boolean;
-  let nanos: boolean;
-  switch (magic) {
-    case 0xa1b2c3d4:
-      little = true;
-      nanos = false;
-      break;
-    case 0xa1b23c4d:
-      little = true;
-      nanos = true;
-      break;
-    case 0xd4c3b2a1:
-      little = false;
-      nanos = false;
-      break;
-    case 0x4d3cb2a1:
-      little = false;
-      nanos = true;
-      break;
-    default:
-      throw new FlowsentryError('PCAP_INVALID', `${name}: not a pcap or pcapng file`);
-  }
-  const linktype = view.getUint32(20, little) & 0x0fffffff;
-  let p = 24;
-  while (bytes.byteLength - p >= 16) {
-    const seconds = view.getUint32(p, little);
-    const fraction = view.getUint32(p + 4, little);
-    const captured = view.getUint32(p + 8, little);
-    const original = view.getUint32(p + 12, little);
-    p += 16;
-    if (captured > bytes.byteLength - p) break;
-    push(
-      linktype,
-      seconds * 1000 + Math.floor(nanos ? fraction / 1e6 : fraction / 1e3),
-      bytes.subarray(p, p + captured),
-      original,
-    );
-    p += captured;
-  }
+  const parser = new CaptureParser(name, stats);
+  parser.feed(bytes, (d) => out.push(d));
+  parser.end();
   return out;
 }
 
-function readPcapng(
-  bytes: Uint8Array,
-  view: DataView,
-  name: string,
-  push: (linktype: number, timeMs: number, frame: Uint8Array, original: number) => void,
-): void {
-  let little = true;
-  let interfaces: Array<{ linktype: number; unitsPerSecond: number }> = [];
-  let p = 0;
-  while (bytes.byteLength - p >= 12) {
-    let type = view.getUint32(p, little);
-    if (type === 0x0a0d0d0a) {
-      // Section header: its byte-order magic decides how the rest of the section reads.
-      little = view.getUint32(p + 8, true) === 0x1a2b3c4d;
-      interfaces = [];
-      type = 0x0a0d0d0a;
+export interface StreamOptions {
+  readonly stats?: CaptureStats;
+  /** Bytes read at a time (default 1 MiB). */
+  readonly chunkBytes?: number;
+  /** Only the datagrams this accepts are copied and returned (e.g. a port filter). */
+  readonly filter?: (d: UdpDatagram) => boolean;
+  /** Called after every chunk with the bytes read so far and the file size. */
+  readonly onProgress?: (readBytes: number, totalBytes: number) => void;
+}
+
+/**
+ * The UDP datagrams of a pcap or pcapng file read a chunk at a time: memory holds one chunk and the
+ * datagrams of that chunk, whatever the size of the capture. Each payload is a copy, so a consumer may
+ * keep it.
+ */
+export async function* streamUdpDatagrams(
+  path: string,
+  options: StreamOptions = {},
+): AsyncGenerator<UdpDatagram> {
+  let handle: FileHandle;
+  let size: number;
+  try {
+    handle = await open(path, 'r');
+    size = (await handle.stat()).size;
+  } catch (error) {
+    throw new FlowsentryError('PCAP_INVALID', `cannot read ${path}: ${(error as Error).message}`);
+  }
+  try {
+    const parser = new CaptureParser(path, options.stats);
+    // A plain Uint8Array over the read buffer: Buffer's slice() is a view, not the copy needed here.
+    const buffer = Buffer.allocUnsafe(options.chunkBytes ?? 1 << 20);
+    const chunk = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    const ready: UdpDatagram[] = [];
+    const filter = options.filter;
+    const collect = (d: UdpDatagram) => {
+      if (!filter || filter(d)) ready.push({ ...d, payload: copy(d.payload, 0) });
+    };
+    let read = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(chunk, 0, chunk.byteLength, read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+      parser.feed(chunk.subarray(0, bytesRead), collect);
+      options.onProgress?.(read, size);
+      for (const d of ready) yield d;
+      ready.length = 0;
     }
-    const length = view.getUint32(p + 4, little);
-    if (length < 12 || length > bytes.byteLength - p) {
-      throw new FlowsentryError('PCAP_INVALID', `${name}: truncated pcapng block at byte ${p}`);
+    parser.end();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A copy (Uint8Array.prototype.slice: on a Buffer, slice() would return a view). */
+function copy(bytes: Uint8Array, from: number): Uint8Array {
+  return Uint8Array.prototype.slice.call(bytes, from);
+}
+
+type Push = (linktype: number, timeMs: number, frame: Uint8Array, originalLength: number) => void;
+
+/**
+ * An incremental pcap/pcapng parser: feed() takes the capture in pieces of any size and emits the UDP
+ * datagrams of every complete record; what is left of a record waits for the next piece (copied, so the
+ * caller may reuse its buffer). The datagrams emitted by a feed() point into that piece's bytes.
+ */
+export class CaptureParser {
+  private pending: Uint8Array = new Uint8Array(0);
+  private format: 'pcap' | 'pcapng' | null = null;
+  private little = true;
+  private nanos = false;
+  private linktype = 0;
+  private interfaces: Array<{ linktype: number; unitsPerSecond: number }> = [];
+  /** Offset in the capture of pending[0], for messages. */
+  private offset = 0;
+  private readonly stats: CaptureStats;
+
+  constructor(
+    private readonly name: string,
+    stats?: CaptureStats,
+  ) {
+    this.stats = stats ?? { frames: 0, udp: 0, skipped: 0 };
+  }
+
+  feed(piece: Uint8Array, emit: (d: UdpDatagram) => void): void {
+    let bytes = piece;
+    if (this.pending.byteLength > 0) {
+      bytes = new Uint8Array(this.pending.byteLength + piece.byteLength);
+      bytes.set(this.pending);
+      bytes.set(piece, this.pending.byteLength);
     }
-    if (type === 1) {
-      let unitsPerSecond = 1e6;
-      // Options: if_tsresol (code 9).
-      let o = p + 16;
-      while (o + 4 <= p + length - 4) {
-        const code = view.getUint16(o, little);
-        const len = view.getUint16(o + 2, little);
-        if (code === 0) break;
-        if (code === 9 && len >= 1) {
-          const r = bytes[o + 4]!;
-          unitsPerSecond = r & 0x80 ? 2 ** (r & 0x7f) : 10 ** r;
-        }
-        o += 4 + ((len + 3) & ~3);
+    const s = this.stats;
+    const push: Push = (linktype, timeMs, frame, originalLength) => {
+      s.frames++;
+      const d = frame.byteLength < originalLength ? null : udpFromFrame(linktype, frame, timeMs);
+      if (d) {
+        s.udp++;
+        emit(d);
+      } else {
+        s.skipped++;
       }
-      interfaces.push({ linktype: view.getUint16(p + 8, little), unitsPerSecond });
-    } else if (type === 6) {
-      const iface = interfaces[view.getUint32(p + 8, little)];
-      if (iface) {
-        const ts = view.getUint32(p + 12, little) * 2 ** 32 + view.getUint32(p + 16, little);
-        const captured = view.getUint32(p + 20, little);
-        const original = view.getUint32(p + 24, little);
-        const start = p + 28;
-        if (captured <= length - 32) {
-          push(
-            iface.linktype,
-            Math.floor((ts / iface.unitsPerSecond) * 1000),
-            bytes.subarray(start, start + captured),
-            original,
-          );
-        }
+    };
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let p = 0;
+    if (this.format === null) {
+      if (bytes.byteLength < 24) {
+        this.keep(bytes, 0);
+        return;
       }
-    } else if (type === 3) {
-      const iface = interfaces[0];
-      const original = view.getUint32(p + 8, little);
-      const captured = Math.min(original, length - 16);
-      if (iface) push(iface.linktype, 0, bytes.subarray(p + 12, p + 12 + captured), original);
+      p = this.header(view);
     }
-    p += length;
+    p = this.format === 'pcap' ? this.records(bytes, view, p, push) : this.blocks(bytes, view, p, push);
+    this.keep(bytes, p);
+  }
+
+  /** The capture is complete: a cut pcapng block is an error; a cut last pcap record is ignored. */
+  end(): void {
+    if (this.format === null)
+      throw new FlowsentryError('PCAP_INVALID', `${this.name}: too short to be a capture`);
+    if (this.format === 'pcapng' && this.pending.byteLength >= 12) {
+      throw new FlowsentryError(
+        'PCAP_INVALID',
+        `${this.name}: truncated pcapng block at byte ${this.offset}`,
+      );
+    }
+  }
+
+  private keep(bytes: Uint8Array, consumed: number): void {
+    this.offset += consumed;
+    this.pending = copy(bytes, consumed);
+  }
+
+  private header(view: DataView): number {
+    const magic = view.getUint32(0, true);
+    if (magic === 0x0a0d0d0a) {
+      this.format = 'pcapng';
+      return 0;
+    }
+    switch (magic) {
+      case 0xa1b2c3d4:
+        this.little = true;
+        this.nanos = false;
+        break;
+      case 0xa1b23c4d:
+        this.little = true;
+        this.nanos = true;
+        break;
+      case 0xd4c3b2a1:
+        this.little = false;
+        this.nanos = false;
+        break;
+      case 0x4d3cb2a1:
+        this.little = false;
+        this.nanos = true;
+        break;
+      default:
+        throw new FlowsentryError('PCAP_INVALID', `${this.name}: not a pcap or pcapng file`);
+    }
+    this.format = 'pcap';
+    this.linktype = view.getUint32(20, this.little) & 0x0fffffff;
+    return 24;
+  }
+
+  private records(bytes: Uint8Array, view: DataView, from: number, push: Push): number {
+    const little = this.little;
+    let p = from;
+    while (bytes.byteLength - p >= 16) {
+      const seconds = view.getUint32(p, little);
+      const fraction = view.getUint32(p + 4, little);
+      const captured = view.getUint32(p + 8, little);
+      const original = view.getUint32(p + 12, little);
+      if (captured > MAX_CAPTURE_RECORD) {
+        throw new FlowsentryError(
+          'PCAP_INVALID',
+          `${this.name}: a record of ${captured} bytes at byte ${this.offset + p} (corrupt capture)`,
+        );
+      }
+      if (captured > bytes.byteLength - p - 16) break;
+      push(
+        this.linktype,
+        seconds * 1000 + Math.floor(this.nanos ? fraction / 1e6 : fraction / 1e3),
+        bytes.subarray(p + 16, p + 16 + captured),
+        original,
+      );
+      p += 16 + captured;
+    }
+    return p;
+  }
+
+  private blocks(bytes: Uint8Array, view: DataView, from: number, push: Push): number {
+    let p = from;
+    while (bytes.byteLength - p >= 12) {
+      let type = view.getUint32(p, this.little);
+      if (view.getUint32(p, true) === 0x0a0d0d0a) {
+        // Section header: its byte-order magic decides how the rest of the section reads.
+        this.little = view.getUint32(p + 8, true) === 0x1a2b3c4d;
+        this.interfaces = [];
+        type = 0x0a0d0d0a;
+      }
+      const little = this.little;
+      const length = view.getUint32(p + 4, little);
+      if (length < 12 || length > MAX_CAPTURE_RECORD) {
+        throw new FlowsentryError(
+          'PCAP_INVALID',
+          `${this.name}: truncated pcapng block at byte ${this.offset + p}`,
+        );
+      }
+      if (length > bytes.byteLength - p) break;
+      if (type === 1) {
+        let unitsPerSecond = 1e6;
+        // Options: if_tsresol (code 9).
+        let o = p + 16;
+        while (o + 4 <= p + length - 4) {
+          const code = view.getUint16(o, little);
+          const len = view.getUint16(o + 2, little);
+          if (code === 0) break;
+          if (code === 9 && len >= 1) {
+            const r = bytes[o + 4]!;
+            unitsPerSecond = r & 0x80 ? 2 ** (r & 0x7f) : 10 ** r;
+          }
+          o += 4 + ((len + 3) & ~3);
+        }
+        this.interfaces.push({ linktype: view.getUint16(p + 8, little), unitsPerSecond });
+      } else if (type === 6) {
+        const iface = this.interfaces[view.getUint32(p + 8, little)];
+        if (iface) {
+          const ts = view.getUint32(p + 12, little) * 2 ** 32 + view.getUint32(p + 16, little);
+          const captured = view.getUint32(p + 20, little);
+          const original = view.getUint32(p + 24, little);
+          const start = p + 28;
+          if (captured <= length - 32) {
+            push(
+              iface.linktype,
+              Math.floor((ts / iface.unitsPerSecond) * 1000),
+              bytes.subarray(start, start + captured),
+              original,
+            );
+          }
+        }
+      } else if (type === 3) {
+        const iface = this.interfaces[0];
+        const original = view.getUint32(p + 8, little);
+        const captured = Math.min(original, length - 16);
+        if (iface) push(iface.linktype, 0, bytes.subarray(p + 12, p + 12 + captured), original);
+      }
+      p += length;
+    }
+    return p;
   }
 }
 
@@ -266,8 +405,8 @@ function ipv6Text(b: Uint8Array, off: number): string {
 }
 
 /**
- * Writes UDP datagrams as an Ethernet/IPv4 pcap (microsecond timestamps): for test captures and the
- * `generate` command. IPv4 only.
+ * Writes UDP datagrams as an Ethernet/IPv4 pcap (microsecond timestamps): for test and benchmark
+ * captures. IPv4 only.
  */
 export function writeUdpPcap(
   datagrams: ReadonlyArray<Omit<UdpDatagram, 'timeMs'> & { timeMs: number }>,

@@ -26,7 +26,11 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** Settings both backends get on every query, so results look the same (reference.md §3.2). */
+/**
+ * Settings both backends get on every query, so results look the same: servers before 25.8 quote
+ * 64-bit integers in JSON by default, chDB does not (ClickHouse docs, format settings,
+ * output_format_json_quote_64bit_integers).
+ */
 const COMMON_SETTINGS: ClickHouseSettings = {
   output_format_json_quote_64bit_integers: 0,
   date_time_output_format: 'iso',

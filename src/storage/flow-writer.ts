@@ -6,7 +6,7 @@ import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { Store } from './clickhouse.js';
 import { FLOW_COLUMN_LIST, FLOW_ROWBINARY_STRUCTURE } from './flow-columns.js';
-import type { Spool, SpoolFile } from './spool.js';
+import { batchToken, type Spool, type SpoolBatch, type SpoolFile, type SpoolRecovery } from './spool.js';
 
 export interface FlowWriterOptions {
   /** Most spool files inserted by one INSERT. */
@@ -15,6 +15,11 @@ export interface FlowWriterOptions {
   readonly maxBatchBytes: number;
   readonly retryMinMs: number;
   readonly retryMaxMs: number;
+  /**
+   * Test seam: awaited at the points where a crash matters (`inserted`: the store has the batch and
+   * none of its files is deleted yet). A hook that never resolves leaves the disk as a crash would.
+   */
+  readonly crashPoint?: (point: 'inserted', files: readonly SpoolFile[]) => Promise<void> | void;
 }
 
 export const DEFAULT_FLOW_WRITER_OPTIONS: FlowWriterOptions = {
@@ -51,13 +56,22 @@ const DATA_ERRORS = new Set([
 /**
  * Inserts spool files into `flows` in arrival order, several per INSERT, and releases them once the
  * store has them. Embedded: INSERT … SELECT FROM file() over the files themselves (RowBinary read by the
- * engine, measured ~10x JSONEachRow; reference.md §3.3). Server: the files streamed as the body of
- * INSERT … FORMAT RowBinary. Each batch carries a deduplication token named after its files, so a
- * batch replayed after a crash is not stored twice. Failures are retried with backoff; a batch the
- * server rejects as malformed is split until the bad file is found and set aside.
+ * engine, measured ~10x JSONEachRow; README, Architecture). Server: the files streamed as the body of
+ * INSERT … FORMAT RowBinary.
+ *
+ * Each batch carries a deduplication token computed from its files and is recorded in a spool manifest
+ * before its INSERT (src/storage/spool.ts); a failed batch is retried as the same batch, and one left
+ * by a crash is replayed as recorded, so the store (non_replicated_deduplication_window on flows,
+ * migrations/0001) drops the second copy whatever the batching after the restart. Failures are retried
+ * with backoff; a batch the server rejects as malformed is split until the bad file is found and set
+ * aside.
  */
 export class FlowWriter {
   private readonly queue: SpoolFile[] = [];
+  /** Batches recorded by an earlier run, replayed first and as they were. */
+  private readonly recorded: SpoolBatch[] = [];
+  /** A batch whose INSERT failed: tried again as it is, so its token still matches what the store saw. */
+  private retry: SpoolBatch | null = null;
   private running = false;
   private stopping = false;
   private wake: (() => void) | null = null;
@@ -100,6 +114,20 @@ export class FlowWriter {
     this.wake?.();
   }
 
+  /** Queues what Spool.recover() found: recorded batches as they were, then the loose files. */
+  enqueueRecovered(recovery: SpoolRecovery): void {
+    for (const batch of recovery.batches) {
+      this.recorded.push(batch);
+      for (const file of batch.files) {
+        this.stats.queuedFiles++;
+        this.stats.queuedRows += file.rows;
+        this.stats.queuedBytes += file.bytes;
+      }
+    }
+    for (const file of recovery.files) this.enqueue(file);
+    this.wake?.();
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;
@@ -116,12 +144,14 @@ export class FlowWriter {
     let oldest = now;
     for (const f of this.inFlight) oldest = Math.min(oldest, f.minReceivedMs);
     for (const f of this.queue) oldest = Math.min(oldest, f.minReceivedMs);
+    for (const b of this.recorded) for (const f of b.files) oldest = Math.min(oldest, f.minReceivedMs);
+    for (const f of this.retry?.files ?? []) oldest = Math.min(oldest, f.minReceivedMs);
     return oldest;
   }
 
   /** Resolves when everything enqueued so far is in the store (or set aside). */
   async drained(): Promise<void> {
-    if (this.queue.length === 0 && !this.busy) return;
+    if (this.idle() && !this.busy) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -137,7 +167,7 @@ export class FlowWriter {
   private async run(): Promise<void> {
     let delay = this.options.retryMinMs;
     while (!this.stopping) {
-      if (this.queue.length === 0) {
+      if (this.idle()) {
         for (const w of this.idleWaiters.splice(0)) w();
         await new Promise<void>((resolve) => {
           this.wake = resolve;
@@ -145,14 +175,15 @@ export class FlowWriter {
         this.wake = null;
         continue;
       }
-      const batch = this.takeBatch();
+      const batch = this.retry ?? this.recorded.shift() ?? this.takeBatch();
+      this.retry = null;
       this.busy = true;
-      this.inFlight = batch;
-      const remaining = await this.insertBatch(batch);
+      this.inFlight = [...batch.files];
+      const again = await this.insertBatch(batch);
       this.inFlight = [];
       this.busy = false;
-      if (remaining.length > 0) {
-        this.queue.unshift(...remaining);
+      if (again) {
+        this.retry = again;
         await this.sleep(delay);
         delay = Math.min(delay * 2, this.options.retryMaxMs);
       } else {
@@ -162,7 +193,11 @@ export class FlowWriter {
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
-  private takeBatch(): SpoolFile[] {
+  private idle(): boolean {
+    return this.queue.length === 0 && this.recorded.length === 0 && this.retry === null;
+  }
+
+  private takeBatch(): SpoolBatch {
     const batch: SpoolFile[] = [];
     let bytes = 0;
     while (this.queue.length > 0 && batch.length < this.options.maxBatchFiles) {
@@ -171,50 +206,61 @@ export class FlowWriter {
       batch.push(this.queue.shift()!);
       bytes += next.bytes;
     }
-    return batch;
+    return { token: batchToken(batch), files: batch };
   }
 
-  /** Inserts a batch; returns the files that must be tried again later (none when done). */
-  private async insertBatch(batch: SpoolFile[]): Promise<SpoolFile[]> {
+  /** Inserts a batch; returns the batch to try again later (null when done). */
+  private async insertBatch(batch: SpoolBatch): Promise<SpoolBatch | null> {
     const started = performance.now();
+    const files = batch.files;
     try {
-      await this.insert(batch);
+      this.spool.recordBatch(batch);
+      await this.insert(files, batch.token);
     } catch (error) {
       this.stats.insertFailures++;
       this.stats.lastError = errorMessage(error);
       if (!isDataError(error)) {
-        this.log.warn({ err: this.stats.lastError, files: batch.length }, 'insert failed; will retry');
+        this.log.warn({ err: this.stats.lastError, files: files.length }, 'insert failed; will retry');
         return batch;
       }
-      if (batch.length > 1) {
+      // The store refused the data, so it holds none of it: the parts go in under their own tokens.
+      this.spool.forgetBatch(batch.token);
+      if (files.length > 1) {
         // Find the bad file: insert them one by one.
-        for (let i = 0; i < batch.length; i++) {
-          if ((await this.insertBatch([batch[i]!])).length > 0) return batch.slice(i);
+        for (let i = 0; i < files.length; i++) {
+          const single = [files[i]!];
+          const again = await this.insertBatch({ token: batchToken(single), files: single });
+          if (again) {
+            this.queue.unshift(...files.slice(i + 1));
+            return again;
+          }
         }
-        return [];
+        return null;
       }
-      const file = batch[0]!;
+      const file = files[0]!;
       this.log.error({ err: this.stats.lastError, file: file.name }, 'spool file rejected by the store');
       this.spool.reject(file);
       this.dequeued(file);
       this.stats.rejectedFiles++;
       this.stats.rejectedRows += file.rows;
-      return [];
+      return null;
     }
     const seconds = (performance.now() - started) / 1000;
+    await this.options.crashPoint?.('inserted', files);
     let rows = 0;
-    for (const file of batch) {
+    for (const file of files) {
       rows += file.rows;
       this.spool.release(file);
       this.dequeued(file);
     }
+    this.spool.forgetBatch(batch.token);
     this.stats.insertedRows += rows;
     this.stats.insertedBatches++;
     this.stats.lastInsertMs = Date.now();
     this.stats.lastInsertSeconds = seconds;
     this.stats.lastError = null;
     this.onInsert?.(rows, seconds);
-    return [];
+    return null;
   }
 
   private dequeued(file: SpoolFile): void {
@@ -223,8 +269,7 @@ export class FlowWriter {
     this.stats.queuedBytes -= file.bytes;
   }
 
-  private async insert(batch: SpoolFile[]): Promise<void> {
-    const token = `${batch[0]!.name}+${batch.length}`;
+  private async insert(batch: readonly SpoolFile[], token: string): Promise<void> {
     if (this.store.embedded) {
       const names = batch.map((f) => f.name);
       const glob = names.length === 1 ? names[0]! : `{${names.join(',')}}`;

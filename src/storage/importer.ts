@@ -35,9 +35,12 @@ export class DatagramImporter {
   private readonly writer: FlowWriter;
   private dropped = 0;
   private datagrams = 0;
+  /** Spool bytes above which add() should wait (two chunks below the limit). */
+  private readonly highWater: number;
 
   constructor(store: Store, spoolDir: string, options: ImportOptions, log: Logger) {
     this.spool = new Spool(spoolDir, options.spoolMaxBytes);
+    this.highWater = Math.max(0, options.spoolMaxBytes - 2 * (options.maxRows * 160 + 1024));
     this.writer = new FlowWriter(store, this.spool, log, { maxBatchBytes: options.maxInsertRows * 160 });
     this.writer.start();
     this.encoder = new RowBinaryEncoder(options.maxRows * 160, () => this.spoolChunk());
@@ -50,6 +53,19 @@ export class DatagramImporter {
     const spooled = this.spool.write(bytes, rows, Date.now(), minReceivedMs);
     if (spooled) this.writer.enqueue(spooled);
     else this.dropped += rows;
+  }
+
+  /**
+   * Resolves when the spool has room for the next chunks: a reader faster than the store waits here
+   * instead of filling the spool and dropping records. Cheap when there is room (no await needed:
+   * check `full` first).
+   */
+  get full(): boolean {
+    return this.spool.bytes > this.highWater;
+  }
+
+  async room(): Promise<void> {
+    while (this.full) await this.writer.drained();
   }
 
   /** Decodes one datagram; returns the records it held. */

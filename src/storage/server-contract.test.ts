@@ -7,7 +7,7 @@ import { silentLogger } from '../common/logger.js';
 import { openStore, type Store } from './clickhouse.js';
 import { FLOW_COLUMN_LIST } from './flow-columns.js';
 import { FlowWriter } from './flow-writer.js';
-import { Spool } from './spool.js';
+import { batchToken, Spool } from './spool.js';
 
 /**
  * The server path (CLICKHOUSE_URL) against ClickHouse's HTTP interface contract. No ClickHouse server
@@ -87,7 +87,7 @@ describe('ClickHouse server over HTTP', () => {
       `INSERT INTO flows (${FLOW_COLUMN_LIST}) FORMAT RowBinary`,
     );
     expect(insert.url.searchParams.get('database')).toBe('netsec');
-    expect(insert.url.searchParams.get('insert_deduplication_token')).toBe(`${a.name}+2`);
+    expect(insert.url.searchParams.get('insert_deduplication_token')).toBe(batchToken([a, b]));
     expect(insert.url.searchParams.get('deduplicate_blocks_in_dependent_materialized_views')).toBe('1');
     expect(insert.body.equals(Buffer.concat([Buffer.alloc(480, 1), Buffer.alloc(320, 2)]))).toBe(true);
     expect(writer.stats).toMatchObject({ insertedRows: 5, insertedBatches: 1, queuedFiles: 0 });
@@ -124,11 +124,11 @@ describe('ClickHouse server over HTTP', () => {
     const inserts = requests.filter((r) => statement(r).startsWith('INSERT'));
     // Batch (server error) → same batch again (malformed) → one by one: good, bad (set aside), after.
     expect(inserts.map((r) => r.url.searchParams.get('insert_deduplication_token'))).toEqual([
-      `${good.name}+3`,
-      `${good.name}+3`,
-      `${good.name}+1`,
-      `${bad.name}+1`,
-      `${after.name}+1`,
+      batchToken([good, bad, after]),
+      batchToken([good, bad, after]),
+      batchToken([good]),
+      batchToken([bad]),
+      batchToken([after]),
     ]);
     expect(writer.stats).toMatchObject({
       insertedRows: 2,

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { tempDir } from '../../test/support/temp.js';
-import { Spool } from './spool.js';
+import { batchToken, Spool, type SpoolFile } from './spool.js';
 
 const scratch = tempDir();
 afterAll(() => scratch.remove());
@@ -44,6 +44,45 @@ describe('spool', () => {
     // 1600, 3200 and 4800 bytes, each rounded up to whole KiB.
     expect(restarted.bytes).toBe((2 + 4 + 5) * 1024);
     expect(readdirSync(dir).some((f) => f.endsWith('.tmp'))).toBe(false);
+  });
+
+  test('recorded batches come back as recorded; one whose deletion had begun is finished', () => {
+    const dir = join(scratch.path, 'manifests');
+    const writer = new Spool(dir, 1 << 30);
+    const [a, b, c, d, e] = [1, 2, 3, 4, 5].map((i) => writer.write(chunk(i), i, i * 1000)!) as [
+      SpoolFile,
+      SpoolFile,
+      SpoolFile,
+      SpoolFile,
+      SpoolFile,
+    ];
+    // [c, a] recorded in that order (not name order); [b, d] recorded and then b deleted; e loose.
+    writer.recordBatch({ token: batchToken([c, a]), files: [c, a] });
+    writer.recordBatch({ token: batchToken([b, d]), files: [b, d] });
+    writer.release(b);
+    const restarted = new Spool(dir, 1 << 30);
+    const recovery = restarted.recover();
+    expect(recovery.batches.map((x) => [x.token, x.files.map((f) => f.name)])).toEqual([
+      [batchToken([c, a]), [c.name, a.name]],
+    ]);
+    expect(recovery.files.map((f) => f.name)).toEqual([e.name]);
+    expect(recovery.completed).toBe(1);
+    expect(existsSync(d.path)).toBe(false);
+    expect(readdirSync(dir).filter((n) => n.startsWith('batch-'))).toEqual([
+      `batch-${batchToken([c, a])}.json`,
+    ]);
+    // c (3 rows), a (1) and e (5): 480, 160 and 800 bytes, each one KiB.
+    expect(restarted.bytes).toBe(3 * 1024);
+  });
+
+  test('the batch token is a function of the files, in order', () => {
+    const spool = new Spool(join(scratch.path, 'tokens'), 1 << 30);
+    const a = spool.write(chunk(1), 1)!;
+    const b = spool.write(chunk(2), 2)!;
+    expect(batchToken([a, b])).toBe(batchToken([{ ...a }, { ...b }]));
+    expect(batchToken([a, b])).not.toBe(batchToken([a]));
+    expect(batchToken([a, b])).not.toBe(batchToken([b, a]));
+    expect(batchToken([a, b])).toMatch(/^[0-9a-f]{32}$/);
   });
 
   test('a write that fails gives its reservation back and leaves no partial file', () => {

@@ -134,22 +134,28 @@ describe('storage on the embedded engine', () => {
     const chunk = encoder.take();
     const spool = new Spool(join(scratch.path, 'spool-replay'), 1 << 30);
     const file = spool.write(chunk.bytes, chunk.rows)!;
-    // First run inserts and "crashes" before releasing the file; the next run recovers and replays it.
-    const first = new FlowWriter(
-      store,
-      { ...spool, release: () => undefined, dir: spool.dir } as unknown as Spool,
-      log,
-    );
-    first.start();
-    first.enqueue(file);
-    await first.drained();
-    await first.stop(false);
+    // First run inserts and "crashes" before releasing the file (a hook that never returns); the next
+    // run recovers and replays it.
+    let inserted!: () => void;
+    const atCrash = new Promise<void>((resolve) => {
+      inserted = resolve;
+    });
+    const hooked = new FlowWriter(store, spool, log, {
+      crashPoint: () => {
+        inserted();
+        return new Promise<void>(() => undefined);
+      },
+    });
+    hooked.start();
+    hooked.enqueue(file);
+    await atCrash;
     const restarted = new Spool(spool.dir, 1 << 30);
     const recovered = restarted.recover();
-    expect(recovered.files.map((f) => f.name)).toEqual([file.name]);
+    expect(recovered.batches.map((b) => b.files.map((f) => f.name))).toEqual([[file.name]]);
+    expect(recovered.files).toEqual([]);
     const second = new FlowWriter(store, restarted, log);
     second.start();
-    for (const f of recovered.files) second.enqueue(f);
+    second.enqueueRecovered(recovered);
     await second.drained();
     await second.stop(false);
     const [after] = await queryRows<{ n: number }>(store, 'SELECT count() AS n FROM flows');

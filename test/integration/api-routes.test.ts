@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { lossFigures } from '../../src/api/exporters.js';
@@ -8,6 +10,7 @@ import { applyStoredSettings, DetectorSettingsStore } from '../../src/detect/set
 import { queryRows } from '../../src/storage/clickhouse.js';
 import { ApiFixture, HOSTS, qs } from '../support/api.js';
 import { openApiOf } from '../support/openapi.js';
+import { REPO_ROOT } from '../support/service.js';
 
 /**
  * Every route of the API through fastify's inject, on the embedded ClickHouse holding real flows
@@ -198,6 +201,20 @@ describe('system routes', () => {
     expect(r.status).toBe(200);
     expect(r.body.items).toEqual(expected);
     expect(r.body.items.length).toBeGreaterThan(0);
+  });
+
+  test("the README's /api/v1/templates row names exactly the fields the endpoint returns", async () => {
+    const r = await call<{
+      items: Array<Record<string, unknown> & { fields: Array<Record<string, unknown>> }>;
+    }>('/api/v1/templates');
+    const item = r.body.items[0]!;
+    const returned = new Set(['items', ...Object.keys(item), ...Object.keys(item.fields[0]!)]);
+    const row = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('| `GET /api/v1/templates`'))!;
+    const shape = /`(\{"items".*?\})`/.exec(row)![1]!;
+    const documented = new Set([...shape.matchAll(/"([a-z_]+)"/g)].map((m) => m[1]!));
+    expect([...documented].sort()).toEqual([...returned].sort());
   });
 
   test('/api/v1/collector: listeners, decoder counters and state (layouts included), spool, writer', async () => {

@@ -66,6 +66,16 @@ describe('flowsentry CLI', () => {
     const unknown = flowsentry(['frobnicate']);
     expect(unknown.status).toBe(2);
     expect(unknown.stderr).toMatch(/unknown command "frobnicate"/);
+    // There is no generate command and no --quiet flag: both are usage errors (exit 2), not crashes.
+    expect(help.stdout).not.toMatch(/generate|--quiet/);
+    const generate = flowsentry(['generate']);
+    expect([generate.status, generate.stderr.trim()]).toEqual([
+      2,
+      'flowsentry: unknown command "generate"; see flowsentry --help',
+    ]);
+    const quiet = flowsentry(['import', '--quiet', capture]);
+    expect(quiet.status).toBe(2);
+    expect(quiet.stderr).toMatch(/^flowsentry: Unknown option '--quiet'.*; see flowsentry --help\n$/);
     const missing = flowsentry(['import']);
     expect(missing.status).toBe(2);
     expect(missing.stderr).toMatch(/import: expected one capture file/);

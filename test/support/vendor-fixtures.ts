@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
- * The vendor captures in ../shared/fixtures/vendor (Apache-2.0, see their NOTICE): decode sequences
+ * The vendor captures in test/fixtures/vendor (Apache-2.0, see their NOTICE): decode sequences
  * and their expected records. FLOWSENTRY_VENDOR_FIXTURES overrides the location.
  */
 const here = dirname(fileURLToPath(import.meta.url));
