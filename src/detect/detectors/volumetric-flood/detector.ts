@@ -117,7 +117,7 @@ export const volumetricFlood = defineDetector({
     const o = resolved(p);
     const minPps = Math.min(p.pps, ...o.pps);
     const minBps = Math.min(p.mbps * 1e6, ...o.bps);
-    const minFps = Math.min(p.flowsPerSecondSampled, p.flowsPerSecond, ...o.fps);
+    const minFps = Math.min(p.flowsPerSecond, ...o.fps);
     const hot = await ctx.query<HotRow>(QUERY, {
       bucket_ms: bucketS * 1000,
       min_pps: p.pps,
@@ -131,7 +131,7 @@ export const volumetricFlood = defineDetector({
       override_fps: o.fps,
       prefilter_packets: minPps * bucketS,
       prefilter_bytes: (minBps / 8) * bucketS,
-      prefilter_flows: minFps * bucketS,
+      prefilter_fps: minFps,
       answer_ratio: p.answerRatio,
       span_cap_ms: ctx.window.to - ctx.window.contextFrom,
     });

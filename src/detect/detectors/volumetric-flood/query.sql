@@ -29,8 +29,10 @@
 -- exceeds the unsampled threshold); per-host overrides {override_lo:Array(IPv6)},
 -- {override_hi:Array(IPv6)} (CIDR bounds) with {override_pps:Array(Float64)},
 -- {override_bps:Array(Float64)}, {override_fps:Array(Float64)} (the first matching range wins);
--- {prefilter_packets:Float64}, {prefilter_bytes:Float64}, {prefilter_flows:Float64}: the least a
--- host must receive over the whole context to be looked at (the lowest threshold over one bucket);
+-- {prefilter_packets:Float64}, {prefilter_bytes:Float64}: the least a host must receive over the
+-- whole context to be looked at (the lowest threshold over one bucket); {prefilter_fps:Float64} the
+-- lowest flows threshold (default or override) before sampling, which the prefilter scales by the
+-- host's highest sampling rate down to the floor;
 -- {answer_ratio:Float64}; {span_cap_ms:Int64} how far back from its end a record is spread.
 --
 -- Columns: victim, victim_internal, rate (sampling), thr_pps/thr_bps/thr_fps (in force for this
@@ -42,14 +44,19 @@ candidates AS
     SELECT side.1 AS victim
     FROM
     (
-        SELECT arrayJoin([(dst_addr, packets, bytes), (src_addr, reverse_packets, reverse_bytes)]) AS side
+        SELECT arrayJoin([(dst_addr, packets, bytes), (src_addr, reverse_packets, reverse_bytes)]) AS side,
+               sampling_rate
         FROM {{flows}}
     )
     WHERE side.2 > 0
     GROUP BY victim
     HAVING sum(side.2) >= {prefilter_packets:Float64}
         OR sum(side.3) >= {prefilter_bytes:Float64}
-        OR count() >= {prefilter_flows:Float64}
+        -- A host's flows threshold depends on its exporters' sampling rate (the floor applies only
+        -- once divided by it): a host seen unsampled must bring the full threshold's records into the
+        -- context, or a busy network makes every host a candidate.
+        OR count() >= {bucket_ms:UInt32} / 1000 * greatest(least({min_fps_sampled:Float64}, {prefilter_fps:Float64}),
+                                                           {prefilter_fps:Float64} / greatest(max(sampling_rate), 1))
 ),
 tuples AS
 (
