@@ -12,8 +12,6 @@ import { AddressSet, displayAddress } from './networks.js';
 import type { RunLog, RunRecord } from './runs.js';
 import type { ThreatIntel } from './threat-intel.js';
 
-/** ClickHouse query priority of detector queries (the flow writer's inserts run at 1). */
-export const DETECTOR_QUERY_PRIORITY = 2;
 /** A detector as configured: its definition with the settings in force. */
 export interface ConfiguredDetector {
   readonly definition: DetectorDefinition;
@@ -376,9 +374,6 @@ export class DetectionEngine {
           params: { ...expanded.params, ...params },
           readonly: true,
           timeoutSeconds,
-          // Below the writer's inserts (priority 1): ClickHouse pauses a query of a lower priority
-          // while one of a higher priority runs, so detection waits for ingest, never the reverse.
-          settings: { priority: DETECTOR_QUERY_PRIORITY },
           signal,
         });
       },

@@ -277,7 +277,7 @@ export class FlowWriter {
       // SETs on its one session, and a deduplication token left there makes every later INSERT into
       // flows without a token of its own a silent duplicate.
       await this.store.client.command({
-        query: `INSERT INTO flows (${FLOW_COLUMN_LIST}) SETTINGS insert_deduplication_token = ${sqlString(token)}, deduplicate_blocks_in_dependent_materialized_views = 1, priority = 1 SELECT * FROM file(${sqlString(`${this.spool.dir}/${glob}`)}, 'RowBinary', ${sqlString(FLOW_ROWBINARY_STRUCTURE)})`,
+        query: `INSERT INTO flows (${FLOW_COLUMN_LIST}) SETTINGS insert_deduplication_token = ${sqlString(token)}, deduplicate_blocks_in_dependent_materialized_views = 1 SELECT * FROM file(${sqlString(`${this.spool.dir}/${glob}`)}, 'RowBinary', ${sqlString(FLOW_ROWBINARY_STRUCTURE)})`,
       });
       return;
     }
@@ -285,8 +285,6 @@ export class FlowWriter {
     const settings: ClickHouseSettings = {
       insert_deduplication_token: token,
       deduplicate_blocks_in_dependent_materialized_views: 1,
-      // Above the detectors' queries (src/detect/engine.ts): ClickHouse pauses lower-priority queries.
-      priority: '1',
     };
     const body = new PassThrough({ highWaterMark: 1 << 20 });
     const feeding = (async () => {
