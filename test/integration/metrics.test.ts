@@ -2,8 +2,9 @@ import dgram from 'node:dgram';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type ExportField, ExportPacketBuilder, encodeRecord } from '../../src/export/packet-builder.js';
+import { ExportPacketBuilder, encodeRecord } from '../../src/export/packet-builder.js';
 import {
+  FLOW_FIELDS as FIELDS,
   freeUdpPort,
   REPO_ROOT,
   type RunningService,
@@ -29,20 +30,6 @@ afterAll(async () => {
   scratch.remove();
 });
 
-const F = (id: number, length: number): ExportField => ({ id, length });
-// src, dst, src port, dst port, protocol, TCP flags, bytes, packets, start and end (ms).
-const FIELDS = [
-  F(8, 4),
-  F(12, 4),
-  F(7, 2),
-  F(11, 2),
-  F(4, 1),
-  F(6, 1),
-  F(1, 4),
-  F(2, 4),
-  F(152, 8),
-  F(153, 8),
-];
 const NOW = Date.now();
 const SECS = Math.floor(NOW / 1000);
 const EXPORTER = '127.0.7.1';

@@ -2,11 +2,12 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type ExportField, ExportPacketBuilder, encodeRecord } from '../../src/export/packet-builder.js';
+import { ExportPacketBuilder, encodeRecord } from '../../src/export/packet-builder.js';
 import type { Finding } from '../../src/findings/model.js';
 import { type Received, RSYSLOGD, Rsyslog, rsyslogVersion } from '../support/rsyslog.js';
 import {
   CLI,
+  FLOW_FIELDS as FIELDS,
   freeTcpPort,
   type RunningService,
   sendDatagrams,
@@ -23,20 +24,6 @@ import { tempDir } from '../support/temp.js';
  * the receiver is down sends the findings after it starts again and the receiver is back.
  */
 
-const F = (id: number, length: number): ExportField => ({ id, length });
-// src, dst, sport, dport, proto, tcp flags, bytes, packets, flow start/end (ms).
-const FIELDS = [
-  F(8, 4),
-  F(12, 4),
-  F(7, 2),
-  F(11, 2),
-  F(4, 1),
-  F(6, 1),
-  F(1, 4),
-  F(2, 4),
-  F(152, 8),
-  F(153, 8),
-];
 const SYN = 0x02;
 
 /** A half-open scan: one SYN-only flow per port, `ports` ports of dst. */

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ExportField } from '../../src/export/packet-builder.js';
 
 /**
  * The repository root: the nearest folder above this module with package.json and migrations/, so the
@@ -182,3 +183,22 @@ export async function waitFor<T>(
 }
 
 export const fixturePath = (...parts: string[]) => join(REPO_ROOT, 'test', 'fixtures', ...parts);
+
+const F = (id: number, length: number): ExportField => ({ id, length });
+
+/**
+ * A flow template the service tests export (v9 or IPFIX): src, dst, src port, dst port, protocol,
+ * TCP flags, bytes, packets, flow start and end (absolute ms).
+ */
+export const FLOW_FIELDS: readonly ExportField[] = [
+  F(8, 4),
+  F(12, 4),
+  F(7, 2),
+  F(11, 2),
+  F(4, 1),
+  F(6, 1),
+  F(1, 4),
+  F(2, 4),
+  F(152, 8),
+  F(153, 8),
+];
