@@ -1,6 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, test } from 'vitest';
+import { xorshift32 } from '../../test/support/prng.js';
 import { createCidrMatcher } from '../common/ip.js';
 import { type ExportField, ExportPacketBuilder, encodeRecord } from '../export/packet-builder.js';
 import { CollectingSink } from './collecting-sink.js';
@@ -25,18 +26,7 @@ const F = (id: number, length: number): ExportField => ({ id, length });
 const BASIC = [F(8, 4), F(12, 4), F(7, 2), F(11, 2), F(4, 1), F(1, 4), F(2, 4)];
 const RECORD = encodeRecord(BASIC, ['10.1.2.3', '10.4.5.6', 1000, 53, 17, 4242, 7]);
 
-/** xorshift32 */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+const prng = xorshift32;
 
 /** A random template: 5-40 IANA fields of 1-16 bytes, IDs 256-65535: nearly every one a new layout. */
 function randomTemplate(next: () => number): { id: number; fields: ExportField[] } {

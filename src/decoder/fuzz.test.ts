@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
+import { xorshift32 } from '../../test/support/prng.js';
 import { loadPayloads, loadSequences } from '../../test/support/vendor-fixtures.js';
 import { type ExportField, ExportPacketBuilder, encodeRecord } from '../export/packet-builder.js';
 import { CollectingSink } from './collecting-sink.js';
@@ -169,18 +170,7 @@ function run(decoder: Decoder, exporter: string, packet: Uint8Array, out: Outcom
   }
 }
 
-/** xorshift32: a seeded, repeatable stream of numbers. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+const prng = xorshift32;
 
 const INTERESTING_16 = [0, 1, 2, 3, 4, 8, 0x7f, 0x80, 0xff, 0x100, 0x7fff, 0x8000, 0xfffe, 0xffff];
 
